@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# dm-fracture. `make` builds dm_fracture.ko against KDIR (default: the cached
+# test kernel that `make kernel` builds); `make check` runs every test.
+#
+#   make [KDIR=/path/to/rust-enabled/kernel/tree] [CLIPPY=1]
+#   make setup      install build and test dependencies (Debian 12, root)
+#   make kernel     build the cached debug test kernel
+#   make demo       show a mirror at work in a VM
+#   make check      host unit tests + VM suite on the debug kernel
+
+KDIR ?= $(shell scripts/kernel.sh path debug)
+LLVM ?= 1
+export LLVM
+
+.PHONY: all modules clean setup kernel check test-host test-vm demo
+
+all: modules
+
+modules:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+	rm -f rust/dm/bindings_generated.rs rust/dm/.bindings_generated.rs.*
+
+setup:
+	scripts/setup.sh
+
+kernel:
+	scripts/kernel.sh build debug >/dev/null
+
+test-host:
+	cargo test --workspace --locked
+
+test-vm: kernel
+	$(MAKE) modules
+	tests/vm/run.sh
+
+check:
+	scripts/check.sh
+
+demo:
+	scripts/demo.sh

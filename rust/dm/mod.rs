@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe abstractions over the kernel's device-mapper and bio C APIs.
+//!
+//! 6.12's `kernel` crate has no bio, device-mapper or kthread support, so this
+//! layer provides what dm-fracture needs, over bindings that bindgen generates
+//! at build time (`bindings`) and a small C shim (`rust/shim/helpers.c`) for
+//! macros and static inlines. All raw FFI of the module lives here; the mirror
+//! logic above it holds no raw pointers.
+
+pub mod bindings;
+pub mod bio;
+pub mod device;
+pub mod log;
+pub mod status;
+pub mod target;

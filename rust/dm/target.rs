@@ -1,0 +1,743 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device-mapper targets: the [`Target`] trait a Rust target implements, the
+//! C entry points that call it, and [`Registration`] of the target type.
+//!
+//! dm core calls `map` concurrently on many CPUs and `end_io` possibly in
+//! interrupt context, so the trait takes `&self` everywhere but in the
+//! constructor; the target's state must use interior mutability with locks
+//! and atomics fit for that.
+
+use super::bindings;
+use super::bio::{BioKind, BlkStatus, CloneTag, FanTarget};
+use super::device::Dev;
+use super::status::{Emitter, StatusType};
+use core::ffi::{c_char, c_int, c_uint, c_void};
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
+use kernel::prelude::*;
+use kernel::str::CString;
+use kernel::types::Opaque;
+
+/// Why a constructor refused a table line.
+#[derive(Debug)]
+pub struct CtrError {
+    /// A short reason dm core prints with the device name (`ti->error`).
+    /// Print the details with [`crate::dm_err!`] before returning.
+    pub reason: &'static CStr,
+    /// The error code returned to userspace.
+    pub errno: Error,
+}
+
+impl CtrError {
+    /// An `EINVAL` error with `reason`.
+    pub fn inval(reason: &'static CStr) -> Self {
+        Self {
+            reason,
+            errno: EINVAL,
+        }
+    }
+}
+
+impl From<kernel::alloc::AllocError> for CtrError {
+    fn from(_: kernel::alloc::AllocError) -> Self {
+        ENOMEM.into()
+    }
+}
+
+impl From<Error> for CtrError {
+    fn from(errno: Error) -> Self {
+        Self {
+            reason: kernel::c_str!("out of resources"),
+            errno,
+        }
+    }
+}
+
+/// A device-mapper target implemented in Rust.
+pub trait Target: Sized + Send + Sync + 'static {
+    /// State dm core keeps with every bio mapped by the target, set to its
+    /// default before `map`. It is never dropped, so it may not need drop.
+    type PerBio: Default + Send + Sync;
+
+    /// Target name, as in the table line.
+    const NAME: &'static CStr;
+    /// Target version, shown by `dmsetup targets`.
+    const VERSION: [u32; 3];
+
+    /// Builds the target from the words of its table line.
+    fn new(ti: &mut TargetCtx<'_>, args: &[&CStr]) -> Result<KBox<Self>, CtrError>;
+
+    /// Maps a bio: remap it, fan it out, end it or kill it. Runs
+    /// concurrently, in process context, possibly with a deep stack.
+    fn map(&self, bio: MapBio<'_, Self>) -> MapResult;
+
+    /// All clones of a fanned-out bio completed; `failed` has bit `index` set
+    /// for every [`FanTarget`] whose clone failed or could not be made. The
+    /// target must end `bio`. May run in interrupt context: no sleeping and
+    /// no `GFP_KERNEL` allocation.
+    fn fanout_done(&self, bio: HeldBio<Self>, failed: u32);
+
+    /// A bio the target mapped completes with `status`, which the target may
+    /// change. May run in interrupt context.
+    fn end_io(&self, _kind: BioKind, _per_bio: &Self::PerBio, _status: &mut BlkStatus) {}
+
+    /// Writes `dmsetup status` (`Info`) or `dmsetup table` (`Table`) output.
+    fn status(&self, kind: StatusType, out: &mut Emitter<'_>);
+
+    /// Handles `dmsetup message`. The default refuses every message.
+    fn message(&self, args: &[&CStr], _out: &mut Emitter<'_>) -> Result {
+        let first = args.first().and_then(|a| a.to_str().ok()).unwrap_or("");
+        crate::dm_err!("unknown message '{}'", first);
+        Err(EINVAL)
+    }
+
+    /// Reports every data device and the range of it the target uses.
+    fn iterate_devices(&self, visit: &mut DeviceVisitor<'_>) -> c_int;
+
+    /// The device is about to be suspended: stop queuing new internal work.
+    fn presuspend(&self) {}
+    /// The device is suspended and its I/O drained.
+    fn postsuspend(&self) {}
+    /// The device is about to resume.
+    fn resume(&self) {}
+}
+
+/// Per-bio data as laid out by this layer: its own fan-out state, then the
+/// target's.
+struct PerBio<T: Target> {
+    pending: AtomicU32,
+    failed: AtomicU32,
+    target: *const T,
+    user: T::PerBio,
+}
+
+impl<T: Target> PerBio<T> {
+    fn new(target: &T) -> Self {
+        Self {
+            pending: AtomicU32::new(0),
+            failed: AtomicU32::new(0),
+            target,
+            user: T::PerBio::default(),
+        }
+    }
+}
+
+/// Size of the per-bio data of target `T`, as given to dm core.
+const fn per_bio_size<T: Target>() -> usize {
+    core::mem::size_of::<PerBio<T>>()
+}
+
+/// Gets the per-bio data of a bio of target `T`.
+///
+/// # Safety
+///
+/// `bio` must be a live bio that dm core passed to a target of type `T`.
+unsafe fn per_bio_of<T: Target>(bio: NonNull<bindings::bio>) -> NonNull<PerBio<T>> {
+    // SAFETY: dm core reserved `per_io_data_size = per_bio_size::<T>()` bytes
+    // in front of every bio of this target (set in `ctr_cb`).
+    let p = unsafe { bindings::dm_per_bio_data(bio.as_ptr(), per_bio_size::<T>()) };
+    // dm core never returns NULL here; the cast is to our layout, whose
+    // alignment `ctr_cb` checked against what dm core guarantees.
+    NonNull::new(p.cast()).unwrap_or(NonNull::dangling())
+}
+
+/// The target being constructed, as the constructor may see and set it.
+pub struct TargetCtx<'a> {
+    ti: NonNull<bindings::dm_target>,
+    _p: PhantomData<&'a mut bindings::dm_target>,
+}
+
+impl TargetCtx<'_> {
+    fn ti(&self) -> &bindings::dm_target {
+        // SAFETY: `ti` is the live target dm core is constructing; during the
+        // constructor nothing else accesses it.
+        unsafe { self.ti.as_ref() }
+    }
+
+    fn ti_mut(&mut self) -> &mut bindings::dm_target {
+        // SAFETY: as in `ti`, and `&mut self` makes this the only reference.
+        unsafe { self.ti.as_mut() }
+    }
+
+    /// Length of the target in sectors.
+    pub fn len(&self) -> u64 {
+        self.ti().len
+    }
+
+    /// Whether the target has length zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Opens a device named by a table-line word (`major:minor` or a path)
+    /// with the table's mode.
+    pub fn get_device(&mut self, name: &str) -> Result<Dev> {
+        let path = CString::try_from_fmt(kernel::fmt!("{}", name))?;
+        let ti = self.ti.as_ptr();
+        let mut dev: *mut bindings::dm_dev = core::ptr::null_mut();
+        // SAFETY: `ti` is the target being constructed; `path` is a
+        // NUL-terminated string that outlives the call; `dev` is a valid
+        // out-pointer.
+        let ret = unsafe {
+            let mode = bindings::dm_table_get_mode((*ti).table);
+            bindings::dm_get_device(ti, path.as_char_ptr().cast(), mode, &mut dev)
+        };
+        kernel::error::to_result(ret)?;
+        let dev = NonNull::new(dev).ok_or(ENODEV)?;
+        // SAFETY: `dev` was just got for `ti`; the returned `Dev` ends up in
+        // the target's private data or is dropped within the constructor,
+        // both before the target's destructor returns.
+        Ok(unsafe { Dev::from_raw(self.ti, dev) })
+    }
+
+    /// How many empty flush bios dm core sends the target for each flush
+    /// (told apart by [`BioKind::target_bio_nr`]).
+    pub fn set_num_flush_bios(&mut self, n: u32) {
+        self.ti_mut().num_flush_bios = n;
+    }
+
+    /// How many copies of each discard bio dm core sends.
+    pub fn set_num_discard_bios(&mut self, n: u32) {
+        self.ti_mut().num_discard_bios = n;
+    }
+
+    /// How many copies of each write-zeroes bio dm core sends.
+    pub fn set_num_write_zeroes_bios(&mut self, n: u32) {
+        self.ti_mut().num_write_zeroes_bios = n;
+    }
+}
+
+/// What `map` returns: obtained only by consuming the [`MapBio`], so every
+/// bio is dealt with exactly once.
+pub struct MapResult(c_int);
+
+/// A bio handed to [`Target::map`].
+///
+/// Invariant: `bio` is live and belongs to target `T` (`ti`), and its
+/// per-bio data has been initialised.
+pub struct MapBio<'a, T: Target> {
+    ti: NonNull<bindings::dm_target>,
+    bio: NonNull<bindings::bio>,
+    data: NonNull<PerBio<T>>,
+    target: &'a T,
+}
+
+impl<T: Target> MapBio<'_, T> {
+    /// The kind of bio.
+    pub fn kind(&self) -> BioKind {
+        // SAFETY: `bio` is live and ours (type invariant).
+        unsafe { BioKind::of(self.bio) }
+    }
+
+    fn bio(&self) -> &bindings::bio {
+        // SAFETY: `bio` is live and ours until we end or hand it back.
+        unsafe { self.bio.as_ref() }
+    }
+
+    /// First sector, relative to the start of the target.
+    pub fn sector(&self) -> u64 {
+        // SAFETY: `ti` is live while its bios are mapped.
+        let begin = unsafe { self.ti.as_ref().begin };
+        self.bio().bi_iter.bi_sector - begin
+    }
+
+    /// Length in sectors.
+    pub fn sectors(&self) -> u64 {
+        u64::from(self.bio().bi_iter.bi_size >> 9)
+    }
+
+    /// The target's per-bio data.
+    pub fn per_bio(&self) -> &T::PerBio {
+        // SAFETY: initialised before `map` (type invariant), and only shared
+        // references are ever made to it.
+        unsafe { &self.data.as_ref().user }
+    }
+
+    /// Sends the bio to `dev` at the same target-relative sector; dm core
+    /// submits it.
+    pub fn remap(self, dev: &Dev) -> MapResult {
+        let sector = self.sector();
+        let p = self.bio.as_ptr();
+        // SAFETY: the bio is ours to remap until we return from `map`.
+        unsafe {
+            bindings::fracture_bio_set_dev(p, dev.raw_bdev());
+            (*p).bi_iter.bi_sector = sector;
+        }
+        MapResult(bindings::DM_MAPIO_REMAPPED as c_int)
+    }
+
+    /// Completes the bio now with `status`.
+    pub fn end(self, status: BlkStatus) -> MapResult {
+        // SAFETY: the bio is live and ours; after `bio_endio` we return
+        // DM_MAPIO_SUBMITTED and never touch it again.
+        unsafe { end_bio(self.bio, status) };
+        MapResult(bindings::DM_MAPIO_SUBMITTED as c_int)
+    }
+
+    /// Fails the bio with `EIO`.
+    pub fn kill(self) -> MapResult {
+        MapResult(bindings::DM_MAPIO_KILL as c_int)
+    }
+
+    /// Clones the bio once per entry of `to`, submits all clones at once and,
+    /// when the last completes, calls [`Target::fanout_done`] with the bio.
+    /// Each clone is written at the bio's target-relative sector.
+    pub fn fan_out<'b>(self, to: impl Iterator<Item = FanTarget<'b>>) -> MapResult {
+        let sector = self.sector();
+        let data = self.data;
+        // SAFETY: per-bio data is initialised (type invariant); the atomics
+        // are only accessed through shared references.
+        let st = unsafe { data.as_ref() };
+        // A bias of one so that completions racing with submission cannot
+        // finish the bio before every clone is out.
+        st.pending.store(1, Ordering::Relaxed);
+        st.failed.store(0, Ordering::Relaxed);
+        for t in to {
+            let bit = 1u32.checked_shl(t.index).unwrap_or(0);
+            // SAFETY: the source bio is live and ours; the device is held
+            // open by `t.dev`; the bio set outlives every clone (it belongs
+            // to the target, which is idle before it is destroyed).
+            let clone = unsafe {
+                bindings::bio_alloc_clone(
+                    t.dev.raw_bdev(),
+                    self.bio.as_ptr(),
+                    bindings::GFP_NOIO,
+                    t.set.raw(),
+                )
+            };
+            let Some(clone) = NonNull::new(clone) else {
+                st.failed.fetch_or(bit, Ordering::Relaxed);
+                continue;
+            };
+            let c = clone.as_ptr();
+            // SAFETY: `c` is a fresh clone from a bio set whose front pad is a
+            // `CloneTag` (see `BioSet::new`), so the tag sits right before it;
+            // the clone is ours until submitted. `bi_private` points at the
+            // per-bio data, which lives until the source bio ends, i.e. after
+            // every clone completed.
+            unsafe {
+                c.cast::<CloneTag>().sub(1).write(CloneTag { index: t.index });
+                (*c).bi_iter.bi_sector = sector;
+                (*c).bi_end_io = Some(clone_endio::<T>);
+                (*c).bi_private = data.as_ptr().cast();
+            }
+            st.pending.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: a fully set-up clone; ownership passes to the block layer.
+            unsafe { bindings::submit_bio_noacct(c) };
+        }
+        if st.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: every clone completed (or none was made); the bio is ours.
+            unsafe { fanout_finish::<T>(self.target, self.bio, data) };
+        }
+        MapResult(bindings::DM_MAPIO_SUBMITTED as c_int)
+    }
+}
+
+/// Sets `status` and ends `bio`.
+///
+/// # Safety
+///
+/// `bio` must be live and owned by the caller, who must not touch it again.
+unsafe fn end_bio(bio: NonNull<bindings::bio>, status: BlkStatus) {
+    // SAFETY: the caller owns the live bio.
+    unsafe {
+        (*bio.as_ptr()).bi_status = status.0;
+        bindings::bio_endio(bio.as_ptr());
+    }
+}
+
+/// Calls [`Target::fanout_done`] for a bio whose clones all completed.
+///
+/// # Safety
+///
+/// `bio` is a live bio of `target` that returned DM_MAPIO_SUBMITTED from
+/// `fan_out`, `data` its per-bio data, and all its clones have completed.
+unsafe fn fanout_finish<T: Target>(
+    target: &T,
+    bio: NonNull<bindings::bio>,
+    data: NonNull<PerBio<T>>,
+) {
+    // SAFETY: the per-bio data lives as long as the bio.
+    let failed = unsafe { data.as_ref() }.failed.load(Ordering::Relaxed);
+    target.fanout_done(
+        HeldBio {
+            bio,
+            data,
+            _p: PhantomData,
+        },
+        failed,
+    );
+}
+
+/// Completion of one clone made by [`MapBio::fan_out`].
+///
+/// # Safety
+///
+/// Called by the block layer only, for a clone set up by `fan_out` for a
+/// target of type `T`.
+unsafe extern "C" fn clone_endio<T: Target>(clone: *mut bindings::bio) {
+    // SAFETY: `clone` is a completed clone made by `fan_out`: its front pad
+    // holds the tag and `bi_private` the source bio's per-bio data, which is
+    // alive because the source bio cannot end before this clone is counted.
+    let (index, status, data) = unsafe {
+        (
+            (*clone.cast::<CloneTag>().sub(1)).index,
+            (*clone).bi_status,
+            NonNull::new_unchecked((*clone).bi_private.cast::<PerBio<T>>()),
+        )
+    };
+    // SAFETY: the clone is ours to put; nothing refers to it any more.
+    unsafe { bindings::bio_put(clone) };
+    // SAFETY: see above; only shared references to the atomics.
+    let st = unsafe { data.as_ref() };
+    if status != bindings::BLK_STS_OK {
+        st.failed
+            .fetch_or(1u32.checked_shl(index).unwrap_or(0), Ordering::Relaxed);
+    }
+    if st.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    // SAFETY: the per-bio data belongs to a live bio of a target of type `T`
+    // with `per_io_data_size == per_bio_size::<T>()`.
+    let bio = unsafe { bindings::dm_bio_from_per_bio_data(data.as_ptr().cast(), per_bio_size::<T>()) };
+    let Some(bio) = NonNull::new(bio) else {
+        return;
+    };
+    // SAFETY: `map_cb` stored the target, which is only destroyed (in
+    // `dtr_cb`) once no bio of it is in flight.
+    let target = unsafe { &*st.target };
+    // SAFETY: this was the last clone; the bio is ours.
+    unsafe { fanout_finish::<T>(target, bio, data) };
+}
+
+/// A bio the target has taken over (its map returned "submitted") and must
+/// end exactly once with [`HeldBio::end`]. Dropping it ends it with `EIO`,
+/// so a bio is never leaked.
+pub struct HeldBio<T: Target> {
+    bio: NonNull<bindings::bio>,
+    data: NonNull<PerBio<T>>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: a held bio may be ended from any context and any CPU.
+unsafe impl<T: Target> Send for HeldBio<T> {}
+
+impl<T: Target> HeldBio<T> {
+    /// The kind of bio.
+    pub fn kind(&self) -> BioKind {
+        // SAFETY: the bio is live until ended.
+        unsafe { BioKind::of(self.bio) }
+    }
+
+    /// The target's per-bio data.
+    pub fn per_bio(&self) -> &T::PerBio {
+        // SAFETY: initialised in map and alive until the bio ends.
+        unsafe { &self.data.as_ref().user }
+    }
+
+    /// Ends the bio with `status`.
+    pub fn end(self, status: BlkStatus) {
+        let bio = self.bio;
+        core::mem::forget(self);
+        // SAFETY: we own the live bio and forgot `self`, so it is ended once.
+        unsafe { end_bio(bio, status) };
+    }
+}
+
+impl<T: Target> Drop for HeldBio<T> {
+    fn drop(&mut self) {
+        // SAFETY: we own the live bio; this is its only ending.
+        unsafe { end_bio(self.bio, BlkStatus::IOERR) };
+    }
+}
+
+/// The callback `iterate_devices` passes each device to.
+pub struct DeviceVisitor<'a> {
+    ti: *mut bindings::dm_target,
+    f: bindings::iterate_devices_callout_fn,
+    data: *mut c_void,
+    _p: PhantomData<&'a ()>,
+}
+
+impl DeviceVisitor<'_> {
+    /// Reports `dev`, of which the target uses `len` sectors from `start`.
+    /// A non-zero return ends the iteration; return it.
+    pub fn visit(&mut self, dev: &Dev, start: u64, len: u64) -> c_int {
+        match self.f {
+            // SAFETY: dm core's callout with its own `data`, for a device of
+            // this target (`dev.raw_dm_dev()` is held by `ti`).
+            Some(f) => unsafe { f(self.ti, dev.raw_dm_dev(), start, len, self.data) },
+            None => 0,
+        }
+    }
+}
+
+/// The target type of `T`, registered with dm core for as long as it lives.
+pub struct Registration<T: Target> {
+    tt: Pin<KBox<Opaque<bindings::target_type>>>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: after registration dm core owns the `target_type`; we only touch
+// it again to unregister, which dm core serialises.
+unsafe impl<T: Target> Send for Registration<T> {}
+// SAFETY: no method takes `&self`.
+unsafe impl<T: Target> Sync for Registration<T> {}
+
+impl<T: Target> Registration<T> {
+    /// Registers target type `T` on behalf of `module`.
+    pub fn new(module: &'static ThisModule) -> Result<Self> {
+        const {
+            assert!(!core::mem::needs_drop::<T::PerBio>());
+            // dm core places per-bio data right before an 8-byte aligned
+            // structure, so a size that is a multiple of 8 keeps it aligned.
+            assert!(core::mem::align_of::<PerBio<T>>() <= 8);
+            assert!(per_bio_size::<T>() % 8 == 0);
+        }
+        // SAFETY: an all-zero `target_type` is valid: null pointers, `None`
+        // callbacks, zero numbers and an empty (unused) list head.
+        let mut tt: bindings::target_type = unsafe { core::mem::zeroed() };
+        tt.name = T::NAME.as_char_ptr().cast();
+        tt.module = module.as_ptr().cast();
+        tt.version = T::VERSION;
+        tt.ctr = Some(ctr_cb::<T>);
+        tt.dtr = Some(dtr_cb::<T>);
+        tt.map = Some(map_cb::<T>);
+        tt.end_io = Some(end_io_cb::<T>);
+        tt.status = Some(status_cb::<T>);
+        tt.message = Some(message_cb::<T>);
+        tt.iterate_devices = Some(iterate_devices_cb::<T>);
+        tt.presuspend = Some(presuspend_cb::<T>);
+        tt.postsuspend = Some(postsuspend_cb::<T>);
+        tt.resume = Some(resume_cb::<T>);
+        let tt = KBox::pin(Opaque::new(tt), GFP_KERNEL)?;
+        // SAFETY: `tt` is a valid, pinned target type that stays registered
+        // until `drop` unregisters it; its name is a static string.
+        kernel::error::to_result(unsafe { bindings::dm_register_target(tt.get()) })?;
+        Ok(Self {
+            tt,
+            _p: PhantomData,
+        })
+    }
+}
+
+impl<T: Target> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: registered in `new`; module unload only happens when no
+        // table uses the target (dm holds a module reference per table).
+        unsafe { bindings::dm_unregister_target(self.tt.get()) };
+    }
+}
+
+/// The target's private data.
+///
+/// # Safety
+///
+/// `ti` must be a live target of type `T` whose constructor succeeded and
+/// whose destructor has not run.
+unsafe fn target<'a, T: Target>(ti: *mut bindings::dm_target) -> &'a T {
+    // SAFETY: `ctr_cb` set `private` to a leaked `KBox<T>`, freed only in
+    // `dtr_cb`.
+    unsafe { &*(*ti).private.cast::<T>() }
+}
+
+/// Collects `argv` as C strings, refusing none.
+///
+/// # Safety
+///
+/// `argv` must hold `argc` valid NUL-terminated strings that outlive `'a`.
+unsafe fn args<'a>(argc: c_uint, argv: *mut *mut c_char) -> Result<KVec<&'a CStr>> {
+    let mut v = KVec::with_capacity(argc as usize, GFP_KERNEL)?;
+    for i in 0..argc as usize {
+        // SAFETY: `argv[i]` is a valid C string for `'a` (caller's promise).
+        let s = unsafe { CStr::from_char_ptr((*argv.add(i)).cast()) };
+        v.push(s, GFP_KERNEL)?;
+    }
+    Ok(v)
+}
+
+/// # Safety
+///
+/// dm core's `ctr` callout: `ti` is a target being constructed, `argv` holds
+/// `argc` strings alive during the call.
+unsafe extern "C" fn ctr_cb<T: Target>(
+    ti: *mut bindings::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+) -> c_int {
+    let Some(tip) = NonNull::new(ti) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the strings live for the duration of this call.
+    let result = match unsafe { args(argc, argv) } {
+        Ok(a) => {
+            let mut ctx = TargetCtx {
+                ti: tip,
+                _p: PhantomData,
+            };
+            T::new(&mut ctx, &a)
+        }
+        Err(e) => Err(CtrError::from(e)),
+    };
+    match result {
+        Ok(t) => {
+            // SAFETY: `ti` is ours during construction. `private` keeps the
+            // box until `dtr_cb`; `error` must point at a static string.
+            unsafe {
+                (*ti).per_io_data_size = per_bio_size::<T>() as c_uint;
+                (*ti).private = KBox::into_raw(t).cast();
+            }
+            0
+        }
+        Err(e) => {
+            // SAFETY: as above; `reason` is `'static`.
+            unsafe { (*ti).error = e.reason.as_char_ptr().cast_mut().cast() };
+            e.errno.to_errno()
+        }
+    }
+}
+
+/// # Safety
+///
+/// dm core's `dtr` callout: `ti` was constructed by `ctr_cb::<T>` and has
+/// no I/O in flight.
+unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut bindings::dm_target) {
+    // SAFETY: `private` is the `KBox<T>` leaked by `ctr_cb`; nothing uses it
+    // after the destructor.
+    drop(unsafe { KBox::from_raw((*ti).private.cast::<T>()) });
+}
+
+/// # Safety
+///
+/// dm core's `map` callout for a bio of target `ti` of type `T`.
+unsafe extern "C" fn map_cb<T: Target>(ti: *mut bindings::dm_target, bio: *mut bindings::bio) -> c_int {
+    let (Some(tip), Some(bio)) = (NonNull::new(ti), NonNull::new(bio)) else {
+        return bindings::DM_MAPIO_KILL as c_int;
+    };
+    // SAFETY: a bio of a target of type `T`.
+    let data = unsafe { per_bio_of::<T>(bio) };
+    // SAFETY: a constructed target of type `T`.
+    let target = unsafe { target::<T>(ti) };
+    // SAFETY: dm core reserved the per-bio data for us; it is uninitialised
+    // before map, so it is written, not assigned.
+    unsafe { data.as_ptr().write(PerBio::new(target)) };
+    let mb = MapBio {
+        ti: tip,
+        bio,
+        data,
+        target,
+    };
+    mb.target.map(mb).0
+}
+
+/// # Safety
+///
+/// dm core's `end_io` callout for a bio `map_cb::<T>` mapped; `error` valid.
+unsafe extern "C" fn end_io_cb<T: Target>(
+    ti: *mut bindings::dm_target,
+    bio: *mut bindings::bio,
+    error: *mut bindings::blk_status_t,
+) -> c_int {
+    let (Some(bio), false) = (NonNull::new(bio), error.is_null()) else {
+        return bindings::DM_ENDIO_DONE as c_int;
+    };
+    // SAFETY: a live bio mapped by `map_cb::<T>`, whose per-bio data it
+    // initialised; `error` is valid for reads and writes.
+    unsafe {
+        let data = per_bio_of::<T>(bio);
+        let mut status = BlkStatus(*error);
+        target::<T>(ti).end_io(BioKind::of(bio), &data.as_ref().user, &mut status);
+        *error = status.0;
+    }
+    bindings::DM_ENDIO_DONE as c_int
+}
+
+/// # Safety
+///
+/// dm core's `status` callout: `result` is valid for `maxlen` bytes.
+unsafe extern "C" fn status_cb<T: Target>(
+    ti: *mut bindings::dm_target,
+    kind: bindings::status_type_t,
+    _flags: c_uint,
+    result: *mut c_char,
+    maxlen: c_uint,
+) {
+    let kind = match kind {
+        bindings::status_type_t_STATUSTYPE_INFO => StatusType::Info,
+        bindings::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
+        _ => StatusType::Ima,
+    };
+    // SAFETY: dm core's result buffer, ours for the call.
+    let mut out = unsafe { Emitter::new(result.cast(), maxlen as usize) };
+    // SAFETY: a constructed target of type `T`.
+    unsafe { target::<T>(ti) }.status(kind, &mut out);
+}
+
+/// # Safety
+///
+/// dm core's `message` callout: `argv` holds `argc` strings, `result` is
+/// valid for `maxlen` bytes.
+unsafe extern "C" fn message_cb<T: Target>(
+    ti: *mut bindings::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+    result: *mut c_char,
+    maxlen: c_uint,
+) -> c_int {
+    // SAFETY: the strings live for the duration of this call.
+    let a = match unsafe { args(argc, argv) } {
+        Ok(a) => a,
+        Err(e) => return e.to_errno(),
+    };
+    // SAFETY: dm core's result buffer, ours for the call.
+    let mut out = unsafe { Emitter::new(result.cast(), maxlen as usize) };
+    // SAFETY: a constructed target of type `T`.
+    match unsafe { target::<T>(ti) }.message(&a, &mut out) {
+        Ok(()) => i32::from(!out.is_empty()),
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// dm core's `iterate_devices` callout.
+unsafe extern "C" fn iterate_devices_cb<T: Target>(
+    ti: *mut bindings::dm_target,
+    f: bindings::iterate_devices_callout_fn,
+    data: *mut c_void,
+) -> c_int {
+    let mut v = DeviceVisitor {
+        ti,
+        f,
+        data,
+        _p: PhantomData,
+    };
+    // SAFETY: a constructed target of type `T`.
+    unsafe { target::<T>(ti) }.iterate_devices(&mut v)
+}
+
+/// # Safety
+///
+/// dm core's `presuspend` callout for a constructed target.
+unsafe extern "C" fn presuspend_cb<T: Target>(ti: *mut bindings::dm_target) {
+    // SAFETY: a constructed target of type `T`.
+    unsafe { target::<T>(ti) }.presuspend();
+}
+
+/// # Safety
+///
+/// dm core's `postsuspend` callout for a constructed target.
+unsafe extern "C" fn postsuspend_cb<T: Target>(ti: *mut bindings::dm_target) {
+    // SAFETY: a constructed target of type `T`.
+    unsafe { target::<T>(ti) }.postsuspend();
+}
+
+/// # Safety
+///
+/// dm core's `resume` callout for a constructed target.
+unsafe extern "C" fn resume_cb<T: Target>(ti: *mut bindings::dm_target) {
+    // SAFETY: a constructed target of type `T`.
+    unsafe { target::<T>(ti) }.resume();
+}

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The table line: parsing and checking of everything that does not need the
+//! kernel (numbers, counts, features). Device lookup is the module's job.
+//!
+//! ```text
+//! <metadata_dev> <region_size> <nr_legs> <leg_0> ... <leg_n-1> [<#features> <feature>...]
+//! ```
+
+use crate::region::{Geometry, RegionSizeError};
+
+/// Fewest legs: a primary and one secondary.
+pub const MIN_LEGS: usize = 2;
+
+/// Most legs: a primary and eight secondaries.
+pub const MAX_LEGS: usize = 9;
+
+/// Why a decimal number was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberError {
+    /// Empty, or a character that is not a decimal digit (signs included).
+    NotDecimal,
+    /// Does not fit in 64 bits.
+    Overflow,
+}
+
+/// Parses an unsigned decimal number: digits only, no sign, no spaces.
+pub fn parse_u64(s: &str) -> Result<u64, NumberError> {
+    if s.is_empty() {
+        return Err(NumberError::NotDecimal);
+    }
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(NumberError::NotDecimal);
+        }
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(NumberError::Overflow)?;
+    }
+    Ok(v)
+}
+
+/// Optional features of the table line. None is defined yet; the parser
+/// already enforces the `<#features> <feature>...` grammar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {}
+
+impl Features {
+    /// Whether every feature has its default value (nothing to print).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Number of words [`Features::write`] emits after the count.
+    pub fn nr_words(&self) -> usize {
+        0
+    }
+
+    /// Writes the feature words, each preceded by a space, for the table
+    /// line. The count is the caller's to write.
+    pub fn write(&self, _w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        Ok(())
+    }
+}
+
+/// Why a table line was refused. Each variant prints as one line saying
+/// what is wrong and with what value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableError<'a> {
+    /// Fewer words than the fixed part of the line needs.
+    TooFewArgs(usize),
+    /// A number field that is not a number.
+    BadNumber {
+        /// The field's name.
+        field: &'static str,
+        /// What was given.
+        value: &'a str,
+        /// What is wrong with it.
+        error: NumberError,
+    },
+    /// An invalid region size.
+    RegionSize(u64, RegionSizeError),
+    /// `nr_legs` outside [`MIN_LEGS`]..=[`MAX_LEGS`].
+    NrLegs(u64),
+    /// Fewer legs on the line than `nr_legs` says.
+    MissingLegs {
+        /// `nr_legs`.
+        expected: usize,
+        /// Legs present.
+        got: usize,
+    },
+    /// `#features` disagrees with the words that follow.
+    FeatureCount {
+        /// The count given.
+        declared: u64,
+        /// Words present after it.
+        present: usize,
+    },
+    /// A feature word that is not known.
+    UnknownFeature(&'a str),
+}
+
+impl core::fmt::Display for TableError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::TooFewArgs(n) => write!(
+                f,
+                "too few arguments ({n}): expected <metadata_dev> <region_size> <nr_legs> <leg>..."
+            ),
+            Self::BadNumber {
+                field,
+                value,
+                error: NumberError::NotDecimal,
+            } => write!(f, "invalid {field} '{value}': not an unsigned decimal number"),
+            Self::BadNumber {
+                field,
+                value,
+                error: NumberError::Overflow,
+            } => write!(f, "invalid {field} '{value}': too large"),
+            Self::RegionSize(v, e) => write!(f, "invalid region_size {v}: {e}"),
+            Self::NrLegs(n) => write!(
+                f,
+                "invalid nr_legs {n}: must be {MIN_LEGS}..{MAX_LEGS} (a primary and 1..8 secondaries)"
+            ),
+            Self::MissingLegs { expected, got } => {
+                write!(f, "nr_legs is {expected} but only {got} leg devices follow")
+            }
+            Self::FeatureCount { declared, present } => write!(
+                f,
+                "#features is {declared} but {present} feature words follow"
+            ),
+            Self::UnknownFeature(w) => write!(f, "unknown feature '{w}'"),
+        }
+    }
+}
+
+/// A parsed table line, devices still as the strings the user gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableArgs<'a> {
+    /// The metadata device.
+    pub metadata: &'a str,
+    /// Region size in sectors, checked by [`Geometry::check_region_size`].
+    pub region_sectors: u64,
+    legs: [&'a str; MAX_LEGS],
+    nr_legs: usize,
+    /// Optional features.
+    pub features: Features,
+}
+
+impl<'a> TableArgs<'a> {
+    /// The legs, primary first.
+    pub fn legs(&self) -> &[&'a str] {
+        &self.legs[..self.nr_legs]
+    }
+
+    /// Parses the words of a table line (after the target name).
+    pub fn parse(args: &[&'a str]) -> Result<Self, TableError<'a>> {
+        if args.len() < 3 {
+            return Err(TableError::TooFewArgs(args.len()));
+        }
+        let number = |field, value: &'a str| {
+            parse_u64(value).map_err(|error| TableError::BadNumber {
+                field,
+                value,
+                error,
+            })
+        };
+        let metadata = args[0];
+        let region_sectors = number("region_size", args[1])?;
+        Geometry::check_region_size(region_sectors)
+            .map_err(|e| TableError::RegionSize(region_sectors, e))?;
+        let nr = number("nr_legs", args[2])?;
+        if nr < MIN_LEGS as u64 || nr > MAX_LEGS as u64 {
+            return Err(TableError::NrLegs(nr));
+        }
+        // In range 2..=9 just above.
+        let nr_legs = nr as usize;
+        let rest = &args[3..];
+        if rest.len() < nr_legs {
+            return Err(TableError::MissingLegs {
+                expected: nr_legs,
+                got: rest.len(),
+            });
+        }
+        let mut legs = [""; MAX_LEGS];
+        legs[..nr_legs].copy_from_slice(&rest[..nr_legs]);
+        let features = parse_features(&rest[nr_legs..])?;
+        Ok(Self {
+            metadata,
+            region_sectors,
+            legs,
+            nr_legs,
+            features,
+        })
+    }
+}
+
+/// Parses `[<#features> <feature>...]`; nothing at all means defaults.
+fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
+    let Some((&count, rest)) = words.split_first() else {
+        return Ok(Features::default());
+    };
+    let declared = parse_u64(count).map_err(|error| TableError::BadNumber {
+        field: "#features",
+        value: count,
+        error,
+    })?;
+    if declared != rest.len() as u64 {
+        return Err(TableError::FeatureCount {
+            declared,
+            present: rest.len(),
+        });
+    }
+    match rest.first() {
+        Some(w) => Err(TableError::UnknownFeature(w)),
+        None => Ok(Features::default()),
+    }
+}
+
+/// The first pair of equal items, by index: used to refuse a table that
+/// names the same device twice.
+pub fn find_duplicate<T: PartialEq>(items: &[T]) -> Option<(usize, usize)> {
+    for (i, a) in items.iter().enumerate() {
+        for (j, b) in items.iter().enumerate().skip(i + 1) {
+            if a == b {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64("0"), Ok(0));
+        assert_eq!(parse_u64("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_u64("18446744073709551616"), Err(NumberError::Overflow));
+        assert_eq!(parse_u64(""), Err(NumberError::NotDecimal));
+        assert_eq!(parse_u64("-1"), Err(NumberError::NotDecimal));
+        assert_eq!(parse_u64("+1"), Err(NumberError::NotDecimal));
+        assert_eq!(parse_u64("1k"), Err(NumberError::NotDecimal));
+        assert_eq!(parse_u64(" 1"), Err(NumberError::NotDecimal));
+        assert_eq!(parse_u64("0x10"), Err(NumberError::NotDecimal));
+    }
+
+    #[test]
+    fn good_lines() {
+        let t = TableArgs::parse(&["252:0", "1024", "2", "252:1", "252:2"]).unwrap();
+        assert_eq!(t.metadata, "252:0");
+        assert_eq!(t.region_sectors, 1024);
+        assert_eq!(t.legs(), &["252:1", "252:2"]);
+        assert!(t.features.is_default());
+
+        let t = TableArgs::parse(&["m", "8", "3", "a", "b", "c", "0"]).unwrap();
+        assert_eq!(t.legs(), &["a", "b", "c"]);
+
+        let nine = ["m", "8", "9", "0", "1", "2", "3", "4", "5", "6", "7", "8"];
+        assert_eq!(TableArgs::parse(&nine).unwrap().legs().len(), 9);
+    }
+
+    fn err(args: &[&str]) -> std::string::String {
+        TableArgs::parse(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_lines() {
+        assert_eq!(TableArgs::parse(&[]), Err(TableError::TooFewArgs(0)));
+        assert_eq!(
+            err(&["m", "1000", "2", "a", "b"]),
+            "invalid region_size 1000: is not a power of two"
+        );
+        assert_eq!(
+            err(&["m", "4", "2", "a", "b"]),
+            "invalid region_size 4: is below the minimum of 8 sectors"
+        );
+        assert_eq!(
+            err(&["m", "-8", "2", "a", "b"]),
+            "invalid region_size '-8': not an unsigned decimal number"
+        );
+        assert_eq!(
+            err(&["m", "99999999999999999999", "2", "a", "b"]),
+            "invalid region_size '99999999999999999999': too large"
+        );
+        assert_eq!(TableArgs::parse(&["m", "8", "1", "a"]), Err(TableError::NrLegs(1)));
+        assert_eq!(TableArgs::parse(&["m", "8", "10", "a"]), Err(TableError::NrLegs(10)));
+        assert_eq!(
+            TableArgs::parse(&["m", "8", "18446744073709551615", "a"]),
+            Err(TableError::NrLegs(u64::MAX))
+        );
+        assert_eq!(
+            TableArgs::parse(&["m", "8", "3", "a", "b"]),
+            Err(TableError::MissingLegs {
+                expected: 3,
+                got: 2
+            })
+        );
+        assert_eq!(
+            TableArgs::parse(&["m", "8", "2", "a", "b", "1"]),
+            Err(TableError::FeatureCount {
+                declared: 1,
+                present: 0
+            })
+        );
+        assert_eq!(
+            TableArgs::parse(&["m", "8", "2", "a", "b", "c"]),
+            Err(TableError::BadNumber {
+                field: "#features",
+                value: "c",
+                error: NumberError::NotDecimal
+            })
+        );
+        assert_eq!(
+            TableArgs::parse(&["m", "8", "2", "a", "b", "1", "frobnicate"]),
+            Err(TableError::UnknownFeature("frobnicate"))
+        );
+        assert_eq!(err(&["m", "8", "2", "a", "b", "0", "x"]), "#features is 0 but 1 feature words follow");
+    }
+
+    #[test]
+    fn duplicates() {
+        assert_eq!(find_duplicate::<u32>(&[]), None);
+        assert_eq!(find_duplicate(&[1, 2, 3]), None);
+        assert_eq!(find_duplicate(&[1, 2, 1]), Some((0, 2)));
+        assert_eq!(find_duplicate(&[5, 2, 3, 2, 5]), Some((0, 4)));
+    }
+
+    /// No input makes the parser panic, and every accepted line has its
+    /// invariants.
+    #[test]
+    fn parse_never_panics() {
+        let words = [
+            "", "0", "1", "2", "8", "9", "10", "1024", "-1", "m", "a", "1", "x", "nosync",
+            "18446744073709551616",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let n = (seed >> 60) as usize;
+            let mut line = [""; 16];
+            let mut s = seed;
+            for w in line.iter_mut().take(n) {
+                s = s.rotate_left(7) ^ 0x5555;
+                *w = words[(s % words.len() as u64) as usize];
+            }
+            if let Ok(t) = TableArgs::parse(&line[..n]) {
+                assert!((MIN_LEGS..=MAX_LEGS).contains(&t.legs().len()));
+                assert!(Geometry::check_region_size(t.region_sectors).is_ok());
+            }
+        }
+    }
+}

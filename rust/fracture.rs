@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dm-fracture: a device-mapper target that mirrors a primary block device
+//! onto 1..8 secondaries and logs what a failed secondary misses.
+//!
+//! See `Documentation/admin-guide/device-mapper/dm-fracture.rst`.
+
+#[path = "fracture-core/src/region.rs"]
+pub mod region;
+#[path = "fracture-core/src/table.rs"]
+pub mod table;
+
+pub mod dm;
+mod mirror;
+
+use kernel::prelude::*;
+
+module! {
+    type: DmFracture,
+    name: "dm_fracture",
+    author: "dm-fracture developers",
+    description: "device-mapper mirror target with a fracture log",
+    license: "GPL",
+    alias: ["dm-fracture"],
+}
+
+struct DmFracture {
+    _target: dm::target::Registration<mirror::Fracture>,
+}
+
+impl kernel::Module for DmFracture {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        Ok(Self {
+            _target: dm::target::Registration::new(module)?,
+        })
+    }
+}

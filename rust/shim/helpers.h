@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-fracture C shim: exported wrappers for the few kernel macros and static
+ * inline functions the Rust abstraction layer (rust/dm/) needs. Nothing else
+ * lives here; every function is a one-liner.
+ */
+#ifndef DM_FRACTURE_HELPERS_H
+#define DM_FRACTURE_HELPERS_H
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/device-mapper.h>
+
+void fracture_log(int level, const char *msg, size_t len);
+
+unsigned int fracture_bio_op(const struct bio *bio);
+void fracture_bio_set_dev(struct bio *bio, struct block_device *bdev);
+
+dev_t fracture_bdev_dev(const struct block_device *bdev);
+sector_t fracture_bdev_nr_sectors(struct block_device *bdev);
+unsigned int fracture_bdev_max_discard_sectors(struct block_device *bdev);
+
+struct bio_set *fracture_bioset_alloc(unsigned int pool_size, unsigned int front_pad);
+void fracture_bioset_free(struct bio_set *bs);
+
+void fracture_ti_set_flags(struct dm_target *ti, bool flush_supported,
+			   bool discards_supported);
+
+#endif

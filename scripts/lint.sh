@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Source rules the compiler does not check:
+#  - raw FFI (bindings, unsafe) only in the abstraction layer rust/dm/ and
+#    never in the mirror logic or the shared crate;
+#  - every `unsafe` block has a `// SAFETY:` comment just above it, every
+#    `unsafe fn` a `# Safety` doc section.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bad=0
+
+if grep -rnE '^[[:space:]]*[^[:space:]/].*(\bunsafe\b|bindings::)' rust/mirror rust/fracture-core/src rust/fracture.rs; then
+	echo "lint: unsafe code or raw bindings outside rust/dm/ (above)"
+	bad=1
+fi
+
+for f in $(find rust/dm -name '*.rs' ! -name 'bindings_generated.rs'); do
+	awk -v F="$f" '
+		/\/\/ SAFETY:/ { last_safety = NR }
+		/# Safety/ { last_doc = NR }
+		/^[[:space:]]*\/\// { next }
+		/unsafe[[:space:]]*\{/ && $0 !~ /unsafe fn/ {
+			if (NR - last_safety > 8) { printf("lint: %s:%d: unsafe block without a SAFETY comment\n", F, NR); bad = 1 }
+		}
+		/unsafe (extern "C" )?fn / {
+			if (NR - last_doc > 12) { printf("lint: %s:%d: unsafe fn without a # Safety section\n", F, NR); bad = 1 }
+		}
+		/unsafe impl/ {
+			if (NR - last_safety > 3) { printf("lint: %s:%d: unsafe impl without a SAFETY comment\n", F, NR); bad = 1 }
+		}
+		END { exit bad }' "$f" || bad=1
+done
+
+[ "$bad" = 0 ] && echo "lint: clean"
+exit "$bad"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install everything dm-fracture needs to build and test, idempotently.
+# Debian 12 host, run as root (or with sudo available).
+set -euo pipefail
+
+BINDGEN_VERSION=0.72.1
+VNG_VERSION=1.42
+
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+PKGS=(
+	linux-source-6.12
+	build-essential bc flex bison libelf-dev libssl-dev cpio kmod xz-utils zstd
+	clang lld llvm libclang-dev
+	qemu-system-x86 udev busybox-static
+	dmsetup lvm2 mdadm fio e2fsprogs util-linux
+	python3-pip
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "setup: installing Debian packages: ${missing[*]}"
+	$SUDO apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# rust-src is needed by the kernel's Rust build (it builds `core` itself).
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+	echo "setup: rustup component add rust-src"
+	rustup component add rust-src
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; then
+	echo "setup: cargo install bindgen-cli $BINDGEN_VERSION"
+	cargo install --locked --quiet "bindgen-cli@$BINDGEN_VERSION"
+fi
+
+if ! python3 -m pip show virtme-ng 2>/dev/null | grep -q "^Version: $VNG_VERSION\$"; then
+	echo "setup: pip install virtme-ng==$VNG_VERSION"
+	python3 -m pip install --quiet --disable-pip-version-check "virtme-ng==$VNG_VERSION"
+fi
+
+echo "setup: done"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs inside the demo guest (scripts/demo.sh). Narrates each step.
+set -euo pipefail
+export DM_DISABLE_UDEV=1
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd /tmp
+say() { printf '\n\033[1m## %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+insmod "$top/dm_fracture.ko"
+L=131072
+
+say "Legs: /dev/ram1 (primary), /dev/ram2 and /dev/ram3 (secondaries); metadata on /dev/ram0."
+say "The secondary /dev/ram3 sits behind a dm-linear device we can break later."
+run dmsetup create sec2 --table "0 $L linear /dev/ram3 0"
+run dmsetup create mirror --table "0 $L fracture /dev/ram0 1024 3 /dev/ram1 /dev/ram2 /dev/mapper/sec2"
+run dmsetup table mirror
+run dmsetup status mirror
+
+say "Write 32 MiB of random data through the mirror."
+head -c $((32 << 20)) /dev/urandom >/tmp/data
+run dd if=/tmp/data of=/dev/mapper/mirror bs=1M oflag=direct status=none
+say "Every leg holds the same bytes:"
+for d in /dev/mapper/mirror /dev/ram1 /dev/ram2 /dev/ram3; do
+	printf '  %-20s %s\n' "$d" "$(head -c $((32 << 20)) "$d" | md5sum | cut -d' ' -f1)"
+done
+run cmp -n $((L * 512)) /dev/ram1 /dev/ram2
+run cmp -n $((L * 512)) /dev/ram1 /dev/ram3
+echo "  legs identical"
+
+say "Break the second secondary: its writes now fail."
+run dmsetup suspend sec2
+run dmsetup load sec2 --table "0 $L error"
+run dmsetup resume sec2
+say "The host keeps writing; its writes succeed on the remaining legs."
+run dd if=/dev/urandom of=/dev/mapper/mirror bs=1M count=4 seek=40 oflag=direct status=none
+run dmsetup status mirror
+dmesg | grep 'device-mapper: fracture' | tail -n 2
+say "The failed leg is marked D and gets no more writes (the fracture log that"
+say "records what it misses, and the resync from it, are the next milestones)."
+run cmp -n $((L * 512)) /dev/ram1 /dev/ram2 && echo "  primary and healthy secondary identical"
+cmp -s -n $((L * 512)) /dev/ram1 /dev/ram3 || echo "  /dev/ram3 differs from the primary, as expected: it missed the last write"
+
+run dmsetup remove mirror
+run dmsetup remove sec2
+run rmmod dm_fracture
+say "Done."

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs inside the test guest (see run.sh): installs the module so that
+# `dmsetup create` loads it on demand, runs every case in tests/vm/cases/ in
+# order, and writes results into the shared directory $1.
+set -u
+results=$1
+pattern=${2:-}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+export FRACTURE_TOP=$top FRACTURE_RESULTS=$results
+cd /tmp || exit 1
+
+# Install the module where modprobe finds it, so that the "dm-fracture"
+# alias autoloads it. virtme-ng links /lib/modules/<release> to the
+# read-only kernel tree, so put a writable copy over it first.
+release=$(uname -r)
+mods=/tmp/fracture-modules/$release
+mkdir -p "$mods/extra"
+# Only the index files: "build" and "source" point at whole kernel trees.
+cp -L "/lib/modules/$release"/modules.* "$mods/" 2>/dev/null
+mount --bind "$mods" "/lib/modules/$release" || { echo "cannot bind $mods" >&2; exit 1; }
+cp "$top/dm_fracture.ko" "/lib/modules/$release/extra/"
+depmod -a || { echo "depmod failed" >&2; exit 1; }
+
+mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+mount -t configfs none /sys/kernel/config 2>/dev/null
+# udev is not running in the guest: dmsetup must create its nodes itself.
+export DM_DISABLE_UDEV=1
+
+passed=0 failed=0
+: >"$results/cases.log"
+for case in "$top"/tests/vm/cases/*.sh; do
+	name=$(basename "$case" .sh)
+	[ -z "$pattern" ] || [[ "$name" == *$pattern* ]] || continue
+	log="$results/$name.log"
+	dmesg -C
+	t0=$(date +%s)
+	timeout -k 5 600 bash "$case" >"$log" 2>&1
+	rc=$?
+	secs=$(( $(date +%s) - t0 ))
+	dmesg >"$results/$name.dmesg"
+	cat "$results/$name.dmesg" >>"$results/dmesg.txt"
+	# A splat fails the case that caused it, not only the run.
+	if [ "$rc" = 0 ] && grep -qE -f "$top/tests/vm/splat-patterns" "$results/$name.dmesg"; then
+		echo "kernel splat during the case" >>"$log"
+		rc=99
+	fi
+	# Leave nothing behind for the next case.
+	bash "$top/tests/vm/cleanup.sh" >>"$log" 2>&1
+	if [ "$rc" = 0 ]; then
+		passed=$((passed + 1))
+		echo "ok   $name (${secs}s)" | tee -a "$results/cases.log"
+	else
+		failed=$((failed + 1))
+		echo "FAIL $name (${secs}s, exit $rc)" | tee -a "$results/cases.log"
+		sed 's/^/    | /' "$log" | tail -n 30 | tee -a "$results/cases.log"
+	fi
+done
+dmesg >>"$results/dmesg.txt"
+echo "$passed $failed" >"$results/summary"
+echo "$passed passed, $failed failed"

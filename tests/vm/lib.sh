@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Helpers for VM test cases. A case is a bash script that exits 0 on pass;
+# `set -e` is on, so any failing command fails the case.
+set -euo pipefail
+export DM_DISABLE_UDEV=1
+
+# Sectors of the 64 MiB RAM disks (brd.rd_size=65536 KiB).
+RAM_SECTORS=131072
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+step() {
+	echo "--- $*"
+}
+
+# assert_eq <expected> <actual> <what>
+assert_eq() {
+	[ "$1" = "$2" ] || fail "$3: expected '$1', got '$2'"
+}
+
+# assert_match <regex> <actual> <what>
+assert_match() {
+	[[ "$2" =~ $1 ]] || fail "$3: '$2' does not match /$1/"
+}
+
+devnum() {
+	printf '%d:%d' "$((16#$(stat -L -c %t "$1")))" "$((16#$(stat -L -c %T "$1")))"
+}
+
+sectors() {
+	blockdev --getsz "$1"
+}
+
+# fracture_table <len> <meta> <region> <leg>... : prints a table line.
+fracture_table() {
+	local len=$1 meta=$2 region=$3
+	shift 3
+	echo "0 $len fracture $meta $region $# $*"
+}
+
+# create <name> <table line>
+create() {
+	dmsetup create "$1" --table "$2"
+	[ -b "/dev/mapper/$1" ] || fail "/dev/mapper/$1 missing after create"
+}
+
+status_of() {
+	dmsetup status "$1" | cut -d' ' -f4-
+}
+
+table_of() {
+	dmsetup table "$1" | cut -d' ' -f4-
+}
+
+# legs_identical <len-sectors> <primary> <secondary>... : cmp every leg
+# against the primary over the target's length.
+legs_identical() {
+	local len=$1 primary=$2
+	shift 2
+	local bytes=$((len * 512)) leg
+	for leg in "$@"; do
+		cmp -n "$bytes" "$primary" "$leg" || fail "leg $leg differs from primary $primary"
+	done
+	echo "legs identical over $len sectors: $primary $*"
+}
+
+# expect_create_fail <dmesg-substring> <table line>: the create must fail,
+# leave no device, and log the reason as "device-mapper: fracture: ...".
+expect_create_fail() {
+	local want=$1 table=$2 out
+	dmesg -C
+	if dmsetup create badtable --table "$table" 2>/dev/null; then
+		dmsetup remove badtable || true
+		fail "create succeeded with: $table"
+	fi
+	dmsetup info badtable >/dev/null 2>&1 && dmsetup remove badtable && fail "device left behind"
+	out=$(dmesg)
+	grep -qF "device-mapper: fracture: $want" <<<"$out" ||
+		fail "no 'device-mapper: fracture: $want' in dmesg for '$table'; dmesg: $out"
+	echo "refused as expected: $table -> $(grep -F "device-mapper: fracture: $want" <<<"$out" | head -n1)"
+}
+
+# A null_blk device with a volatile write cache (so flush and FUA mean
+# something): nullb_create <name> <size MiB>; prints the /dev path.
+nullb_create() {
+	local d=/sys/kernel/config/nullb/$1
+	mkdir "$d"
+	echo 1 >"$d/memory_backed"
+	echo "$2" >"$d/size"
+	echo 4 >"$d/cache_size"
+	echo 1 >"$d/discard"
+	echo 1 >"$d/power"
+	echo "/dev/$1"
+}
+
+# Random data file of <MiB> MiB.
+random_file() {
+	local f
+	f=$(mktemp /tmp/data.XXXXXX)
+	head -c "$(($1 * 1024 * 1024))" /dev/urandom >"$f"
+	echo "$f"
+}
+
+# fio write-and-verify against a device: fio_verify <dev> <size> [extra]...
+fio_verify() {
+	local dev=$1 size=$2
+	shift 2
+	fio --name=verify --filename="$dev" --size="$size" --direct=1 \
+		--ioengine=libaio --iodepth=16 --rw=randwrite --bsrange=4k-64k \
+		--verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 \
+		--output-format=terse --minimal "$@" >/tmp/fio.out ||
+		{ cat /tmp/fio.out; fail "fio verify on $dev"; }
+	echo "fio verify ok on $dev ($size)"
+}

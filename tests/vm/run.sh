@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Boot one debug-kernel guest (virtme-ng, TCG) and run every VM test case in
+# it. Prints one line per case and "N passed, N failed" last; exits non-zero
+# on any failure, on any kernel splat, or when the guest does not finish.
+#
+#   tests/vm/run.sh [case-name-pattern]
+#
+# Environment: KDIR (kernel tree, default the cached debug kernel),
+# FRACTURE_VM_TIMEOUT (seconds, default 1800), FRACTURE_RESULTS (directory).
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+KDIR=${KDIR:-$("$top/scripts/kernel.sh" path debug)}
+pattern=${1:-}
+timeout_s=${FRACTURE_VM_TIMEOUT:-1800}
+results=${FRACTURE_RESULTS:-$top/tests/results/vm-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$results"
+results=$(cd "$results" && pwd)
+
+[ -f "$KDIR/arch/x86/boot/bzImage" ] || { echo "run.sh: no kernel in $KDIR (make kernel)" >&2; exit 1; }
+[ -f "$top/dm_fracture.ko" ] || { echo "run.sh: dm_fracture.ko not built (make)" >&2; exit 1; }
+
+echo "vm: kernel $KDIR"
+echo "vm: results in $results"
+console="$results/console.log"
+start=$(date +%s)
+# brd: 12 RAM disks of 64 MiB (legs, metadata). Everything else the cases
+# make themselves (null_blk through configfs, dm-linear slices, loop files).
+# An oops, a hung task or a soft lockup panics the guest at once (the run
+# then fails with the console showing why) instead of stalling the suite.
+timeout --foreground -k 10 "$timeout_s" \
+	vng --run "$KDIR" --disable-kvm --verbose --user root --cpus 2 --memory 3G \
+		--rwdir "$results" \
+		--append "brd.rd_nr=12 brd.rd_size=65536 null_blk.nr_devices=0 loglevel=7 oops=panic hung_task_panic=1 softlockup_panic=1" \
+		-- "$top/tests/vm/guest.sh" "$results" "$pattern" >"$console" 2>&1 </dev/null
+rc=$?
+echo "vm: guest ran $(( $(date +%s) - start ))s, exit $rc"
+
+fail=0
+if [ ! -f "$results/summary" ]; then
+	echo "vm: the guest did not finish (timeout or crash); console tail:"
+	tail -n 40 "$console"
+	fail=1
+fi
+[ -f "$results/cases.log" ] && cat "$results/cases.log"
+
+# Any splat anywhere in the guest's kernel log fails the run, whatever the
+# cases said.
+splats="$top/tests/vm/splat-patterns"
+for f in "$results/dmesg.txt" "$console"; do
+	[ -f "$f" ] || continue
+	if grep -E -f "$splats" "$f" >"$results/splats.txt"; then
+		echo "vm: kernel splat in $(basename "$f"):"
+		head -n 40 "$results/splats.txt"
+		fail=1
+		break
+	fi
+done
+
+passed=0 failed=0
+if [ -f "$results/summary" ]; then
+	read -r passed failed <"$results/summary"
+fi
+[ "$failed" = 0 ] || fail=1
+[ "$rc" = 0 ] || fail=1
+[ "$fail" = 0 ] || [ "$failed" != 0 ] || failed=1
+echo "$passed passed, $failed failed"
+exit "$fail"
