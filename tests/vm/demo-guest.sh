@@ -24,6 +24,7 @@ say "Every leg holds the same bytes:"
 for d in /dev/mapper/mirror /dev/ram1 /dev/ram2 /dev/ram3; do
 	printf '  %-20s %s\n' "$d" "$(head -c $((32 << 20)) "$d" | md5sum | cut -d' ' -f1)"
 done
+sync; echo 3 >/proc/sys/vm/drop_caches
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram2
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram3
 echo "  legs identical"
@@ -38,6 +39,7 @@ run dmsetup status mirror
 dmesg | grep 'device-mapper: fracture' | tail -n 2
 say "The failed leg is marked D and gets no more writes (the fracture log that"
 say "records what it misses, and the resync from it, are the next milestones)."
+sync; echo 3 >/proc/sys/vm/drop_caches
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram2 && echo "  primary and healthy secondary identical"
 cmp -s -n $((L * 512)) /dev/ram1 /dev/ram3 || echo "  /dev/ram3 differs from the primary, as expected: it missed the last write"
 

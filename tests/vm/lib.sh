@@ -55,11 +55,19 @@ table_of() {
 	dmsetup table "$1" | cut -d' ' -f4-
 }
 
+# Reading a leg directly goes through that leg's own page cache, which
+# writes through the dm device do not update: drop it before every look.
+fresh() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+
 # legs_identical <len-sectors> <primary> <secondary>... : cmp every leg
 # against the primary over the target's length.
 legs_identical() {
 	local len=$1 primary=$2
 	shift 2
+	fresh
 	local bytes=$((len * 512)) leg
 	for leg in "$@"; do
 		cmp -n "$bytes" "$primary" "$leg" || fail "leg $leg differs from primary $primary"
@@ -114,4 +122,17 @@ fio_verify() {
 		--output-format=terse --minimal "$@" >/tmp/fio.out ||
 		{ cat /tmp/fio.out; fail "fio verify on $dev"; }
 	echo "fio verify ok on $dev ($size)"
+}
+
+# The kernel name (dm-N) of a dm device, for /sys/block.
+dm_sysname() {
+	echo "dm-$(dmsetup info -c --noheadings -o minor "$1" | tr -d ' ')"
+}
+
+# Zero RAM disks (discard frees brd's pages, which then read as zeroes).
+wipe() {
+	local d
+	for d in "$@"; do
+		blkdiscard "$d" 2>/dev/null || dd if=/dev/zero of="$d" bs=1M status=none
+	done
 }

@@ -10,6 +10,7 @@ data=$(random_file 8)
 dd if="$data" of=/dev/mapper/m0 bs=1M oflag=direct status=none
 dd if="$data" of=/dev/mapper/m0 bs=4k seek=5000 oflag=direct status=none
 dd if="$data" of=/dev/mapper/m0 bs=512 seek=77777 count=3333 status=none conv=fsync
+fresh
 cmp -n $((8 << 20)) "$data" /dev/mapper/m0 || fail "read back through target"
 cmp -n $((8 << 20)) "$data" /dev/ram1 || fail "primary content"
 legs_identical $RAM_SECTORS /dev/ram1 /dev/ram2

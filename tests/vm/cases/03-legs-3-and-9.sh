@@ -11,6 +11,8 @@ dmsetup remove m3
 
 step "nine legs"
 legs=$(echo /dev/ram{1..9})
+# shellcheck disable=SC2086
+wipe $legs
 create m9 "$(fracture_table $RAM_SECTORS /dev/ram0 8 $legs)"
 assert_eq "9 AAAAAAAAA" "$(status_of m9)" "status"
 fio_verify /dev/mapper/m9 16M --iodepth=32

@@ -10,7 +10,7 @@ l1=$(nullb_create fl1 64)
 l2=$(nullb_create fl2 64)
 cat /sys/block/fl0/queue/write_cache | grep -q "write back" || fail "null_blk has no write cache"
 create mf "$(fracture_table $RAM_SECTORS /dev/ram0 1024 $l0 $l1 $l2)"
-grep -q "write back" /sys/block/"$(basename "$(readlink -f /dev/mapper/mf)")"/queue/write_cache ||
+grep -q "write back" /sys/block/"$(dm_sysname mf)"/queue/write_cache ||
 	fail "dm device does not advertise a write cache"
 
 T=/sys/kernel/tracing

@@ -34,6 +34,7 @@ expect_create_fail "metadata device" "0 $L fracture /dev/mapper/tinymeta 1024 2 
 expect_create_fail "leg 0 (" "0 $((L + 8)) fracture $M 1024 2 $A $B"
 
 step "nothing was written to the legs"
+fresh
 cmp -n $((L * 512)) $A /dev/zero || fail "leg $A was written"
 cmp -n $((L * 512)) $B /dev/zero || fail "leg $B was written"
 dmsetup remove small tinymeta

@@ -26,6 +26,7 @@ dmsetup suspend s
 dmsetup load s --table "0 $RAM_SECTORS linear /dev/ram2 0"
 dmsetup resume s
 dd if=/dev/urandom of=/dev/mapper/fe bs=1M count=1 seek=40 oflag=direct status=none
+fresh
 cmp -n $((1 << 20)) -i 40M:40M /dev/ram1 /dev/ram2 && fail "a D leg received a write"
 assert_eq "2 AD" "$(status_of fe)" "status stays D"
 
