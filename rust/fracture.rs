@@ -5,6 +5,12 @@
 //!
 //! See `Documentation/admin-guide/device-mapper/dm-fracture.rst`.
 
+#[path = "fracture-core/src/crc32c.rs"]
+pub mod crc32c;
+#[path = "fracture-core/src/format.rs"]
+pub mod format;
+#[path = "fracture-core/src/message.rs"]
+pub mod message;
 #[path = "fracture-core/src/region.rs"]
 pub mod region;
 #[path = "fracture-core/src/table.rs"]

@@ -4,8 +4,8 @@
 //! status a bio completes with.
 
 use super::bindings;
-use kernel::prelude::*;
 use core::ptr::NonNull;
+use kernel::prelude::*;
 
 /// Completion status of a bio (`blk_status_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,8 @@
 pub mod bindings;
 pub mod bio;
 pub mod device;
+pub mod io;
+pub mod kthread;
 pub mod log;
 pub mod status;
 pub mod target;

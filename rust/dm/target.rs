@@ -15,7 +15,7 @@ use super::status::{Emitter, StatusType};
 use core::ffi::{c_char, c_int, c_uint, c_void};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::types::Opaque;
@@ -100,6 +100,11 @@ pub trait Target: Sized + Send + Sync + 'static {
     fn presuspend(&self) {}
     /// The device is suspended and its I/O drained.
     fn postsuspend(&self) {}
+    /// The device is about to resume; an error keeps it suspended. Any
+    /// table this one replaces has been suspended by now.
+    fn preresume(&self) -> Result {
+        Ok(())
+    }
     /// The device is about to resume.
     fn resume(&self) {}
 }
@@ -110,15 +115,17 @@ struct PerBio<T: Target> {
     pending: AtomicU32,
     failed: AtomicU32,
     target: *const T,
+    ti: *const bindings::dm_target,
     user: T::PerBio,
 }
 
 impl<T: Target> PerBio<T> {
-    fn new(target: &T) -> Self {
+    fn new(target: &T, ti: *const bindings::dm_target) -> Self {
         Self {
             pending: AtomicU32::new(0),
             failed: AtomicU32::new(0),
             target,
+            ti,
             user: T::PerBio::default(),
         }
     }
@@ -190,6 +197,12 @@ impl TargetCtx<'_> {
         // the target's private data or is dropped within the constructor,
         // both before the target's destructor returns.
         Ok(unsafe { Dev::from_raw(self.ti, dev) })
+    }
+
+    /// A handle to raise dm events for this target. Keep it in the
+    /// target's state: it must not outlive the target.
+    pub fn event_raiser(&self) -> EventRaiser {
+        EventRaiser { ti: self.ti }
     }
 
     /// How many empty flush bios dm core sends the target for each flush
@@ -318,7 +331,9 @@ impl<T: Target> MapBio<'_, T> {
             // per-bio data, which lives until the source bio ends, i.e. after
             // every clone completed.
             unsafe {
-                c.cast::<CloneTag>().sub(1).write(CloneTag { index: t.index });
+                c.cast::<CloneTag>()
+                    .sub(1)
+                    .write(CloneTag { index: t.index });
                 (*c).bi_iter.bi_sector = sector;
                 (*c).bi_end_io = Some(clone_endio::<T>);
                 (*c).bi_private = data.as_ptr().cast();
@@ -401,7 +416,8 @@ unsafe extern "C" fn clone_endio<T: Target>(clone: *mut bindings::bio) {
     }
     // SAFETY: the per-bio data belongs to a live bio of a target of type `T`
     // with `per_io_data_size == per_bio_size::<T>()`.
-    let bio = unsafe { bindings::dm_bio_from_per_bio_data(data.as_ptr().cast(), per_bio_size::<T>()) };
+    let bio =
+        unsafe { bindings::dm_bio_from_per_bio_data(data.as_ptr().cast(), per_bio_size::<T>()) };
     let Some(bio) = NonNull::new(bio) else {
         return;
     };
@@ -437,6 +453,21 @@ impl<T: Target> HeldBio<T> {
         unsafe { &self.data.as_ref().user }
     }
 
+    /// First sector, relative to the start of the target. Valid because the
+    /// held bio itself is never submitted (only clones are), so its
+    /// position is never advanced.
+    pub fn sector(&self) -> u64 {
+        // SAFETY: the bio and its per-bio data are live until ended; `ti`
+        // outlives its bios.
+        unsafe { (*self.bio.as_ptr()).bi_iter.bi_sector - (*self.data.as_ref().ti).begin }
+    }
+
+    /// Length in sectors.
+    pub fn sectors(&self) -> u64 {
+        // SAFETY: the bio is live until ended.
+        u64::from(unsafe { (*self.bio.as_ptr()).bi_iter.bi_size } >> 9)
+    }
+
     /// Ends the bio with `status`.
     pub fn end(self, status: BlkStatus) {
         let bio = self.bio;
@@ -450,6 +481,127 @@ impl<T: Target> Drop for HeldBio<T> {
     fn drop(&mut self) {
         // SAFETY: we own the live bio; this is its only ending.
         unsafe { end_bio(self.bio, BlkStatus::IOERR) };
+    }
+}
+
+/// A lock-free stack of held bios, linked through `bi_next` (free while a
+/// bio is held): [`BioStack::push`] from any context, including interrupts;
+/// [`BioStack::take_all`] by one consumer. Dropping it ends what is left
+/// with `EIO`.
+pub struct BioStack<T: Target> {
+    head: AtomicPtr<bindings::bio>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: the stack hands bios between contexts; `HeldBio` is `Send`.
+unsafe impl<T: Target> Send for BioStack<T> {}
+// SAFETY: push and take_all are atomic operations on `head`.
+unsafe impl<T: Target> Sync for BioStack<T> {}
+
+impl<T: Target> Default for BioStack<T> {
+    fn default() -> Self {
+        Self {
+            head: AtomicPtr::new(core::ptr::null_mut()),
+            _p: PhantomData,
+        }
+    }
+}
+
+impl<T: Target> BioStack<T> {
+    /// Pushes a held bio.
+    pub fn push(&self, bio: HeldBio<T>) {
+        let p = bio.bio.as_ptr();
+        core::mem::forget(bio);
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: we own the held bio; `bi_next` is unused while held.
+            unsafe { (*p).bi_next = head };
+            match self
+                .head
+                .compare_exchange_weak(head, p, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Whether the stack is empty.
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Takes every bio pushed so far (newest first).
+    pub fn take_all(&self) -> BioChain<T> {
+        BioChain {
+            next: self.head.swap(core::ptr::null_mut(), Ordering::Acquire),
+            _p: PhantomData,
+        }
+    }
+}
+
+impl<T: Target> Drop for BioStack<T> {
+    fn drop(&mut self) {
+        drop(self.take_all());
+    }
+}
+
+/// Bios taken from a [`BioStack`]; an iterator of [`HeldBio`]s. Dropping
+/// it ends the bios not yet taken with `EIO`.
+pub struct BioChain<T: Target> {
+    next: *mut bindings::bio,
+    _p: PhantomData<T>,
+}
+
+impl<T: Target> Iterator for BioChain<T> {
+    type Item = HeldBio<T>;
+
+    fn next(&mut self) -> Option<HeldBio<T>> {
+        let bio = NonNull::new(self.next)?;
+        // SAFETY: every bio in the chain was a `HeldBio<T>` pushed by
+        // `BioStack::push`: live, of a target of type `T`, owned by us.
+        unsafe {
+            self.next = (*bio.as_ptr()).bi_next;
+            (*bio.as_ptr()).bi_next = core::ptr::null_mut();
+            Some(HeldBio {
+                bio,
+                data: per_bio_of::<T>(bio),
+                _p: PhantomData,
+            })
+        }
+    }
+}
+
+impl<T: Target> Drop for BioChain<T> {
+    fn drop(&mut self) {
+        for bio in self.by_ref() {
+            drop(bio);
+        }
+    }
+}
+
+/// Raises dm events for a target (`dmsetup wait` returns). Process context
+/// only: dm core takes a mutex.
+///
+/// Invariant: `ti` is a constructed target that outlives this handle (it
+/// is kept in the target's own state).
+#[derive(Clone, Copy)]
+pub struct EventRaiser {
+    ti: NonNull<bindings::dm_target>,
+}
+
+// SAFETY: `dm_table_event` is safe to call from any thread in process
+// context.
+unsafe impl Send for EventRaiser {}
+// SAFETY: as above.
+unsafe impl Sync for EventRaiser {}
+
+impl EventRaiser {
+    /// Raises an event. Sleeps.
+    pub fn raise(&self) {
+        // SAFETY: `ti` is live (type invariant); process context is the
+        // caller's contract.
+        unsafe { bindings::fracture_table_event(self.ti.as_ptr()) };
     }
 }
 
@@ -511,6 +663,7 @@ impl<T: Target> Registration<T> {
         tt.iterate_devices = Some(iterate_devices_cb::<T>);
         tt.presuspend = Some(presuspend_cb::<T>);
         tt.postsuspend = Some(postsuspend_cb::<T>);
+        tt.preresume = Some(preresume_cb::<T>);
         tt.resume = Some(resume_cb::<T>);
         let tt = KBox::pin(Opaque::new(tt), GFP_KERNEL)?;
         // SAFETY: `tt` is a valid, pinned target type that stays registered
@@ -612,7 +765,10 @@ unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut bindings::dm_target) {
 /// # Safety
 ///
 /// dm core's `map` callout for a bio of target `ti` of type `T`.
-unsafe extern "C" fn map_cb<T: Target>(ti: *mut bindings::dm_target, bio: *mut bindings::bio) -> c_int {
+unsafe extern "C" fn map_cb<T: Target>(
+    ti: *mut bindings::dm_target,
+    bio: *mut bindings::bio,
+) -> c_int {
     let (Some(tip), Some(bio)) = (NonNull::new(ti), NonNull::new(bio)) else {
         return bindings::DM_MAPIO_KILL as c_int;
     };
@@ -622,7 +778,7 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut bindings::dm_target, bio: *mut b
     let target = unsafe { target::<T>(ti) };
     // SAFETY: dm core reserved the per-bio data for us; it is uninitialised
     // before map, so it is written, not assigned.
-    unsafe { data.as_ptr().write(PerBio::new(target)) };
+    unsafe { data.as_ptr().write(PerBio::new(target, ti)) };
     let mb = MapBio {
         ti: tip,
         bio,
@@ -732,6 +888,17 @@ unsafe extern "C" fn presuspend_cb<T: Target>(ti: *mut bindings::dm_target) {
 unsafe extern "C" fn postsuspend_cb<T: Target>(ti: *mut bindings::dm_target) {
     // SAFETY: a constructed target of type `T`.
     unsafe { target::<T>(ti) }.postsuspend();
+}
+
+/// # Safety
+///
+/// dm core's `preresume` callout for a constructed target.
+unsafe extern "C" fn preresume_cb<T: Target>(ti: *mut bindings::dm_target) -> c_int {
+    // SAFETY: a constructed target of type `T`.
+    match unsafe { target::<T>(ti) }.preresume() {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// # Safety

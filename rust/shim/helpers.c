@@ -2,7 +2,10 @@
 /*
  * dm-fracture C shim, see helpers.h.
  */
+#include <linux/jiffies.h>
+#include <linux/kthread.h>
 #include <linux/module.h>
+#include <linux/random.h>
 #include <linux/printk.h>
 #include <linux/slab.h>
 
@@ -84,4 +87,111 @@ void fracture_ti_set_flags(struct dm_target *ti, bool flush_supported,
 {
 	ti->flush_supported = flush_supported;
 	ti->discards_supported = discards_supported;
+}
+
+/* Raise a dm event (`dmsetup wait` returns). Sleeps: process context only. */
+void fracture_table_event(struct dm_target *ti)
+{
+	dm_table_event(ti->table);
+}
+
+/*
+ * Start a kernel thread running fn(data), holding a reference on its task
+ * so that fracture_kthread_stop() is safe even if fn has returned.
+ * Returns NULL on failure.
+ */
+struct task_struct *fracture_kthread_start(int (*fn)(void *), void *data, const char *name)
+{
+	struct task_struct *task = kthread_create(fn, data, "%s", name);
+
+	if (IS_ERR(task))
+		return NULL;
+	get_task_struct(task);
+	wake_up_process(task);
+	return task;
+}
+
+/* Make kthread_should_stop() true, wait for the thread to exit, drop it. */
+void fracture_kthread_stop(struct task_struct *task)
+{
+	kthread_stop(task);
+	put_task_struct(task);
+}
+
+bool fracture_kthread_should_stop(void)
+{
+	return kthread_should_stop();
+}
+
+/* Any context. */
+void fracture_wake(struct task_struct *task)
+{
+	wake_up_process(task);
+}
+
+/* Announce a sleep: the caller then rechecks its condition and sleeps. */
+void fracture_prepare_sleep(void)
+{
+	set_current_state(TASK_IDLE);
+}
+
+void fracture_finish_sleep(void)
+{
+	__set_current_state(TASK_RUNNING);
+}
+
+long fracture_sleep(long timeout)
+{
+	return schedule_timeout(timeout);
+}
+
+long fracture_max_schedule_timeout(void)
+{
+	return MAX_SCHEDULE_TIMEOUT;
+}
+
+unsigned long fracture_msecs_to_jiffies(unsigned int ms)
+{
+	return msecs_to_jiffies(ms);
+}
+
+struct dm_io_client *fracture_dm_io_client_create(void)
+{
+	struct dm_io_client *client = dm_io_client_create();
+
+	return IS_ERR(client) ? NULL : client;
+}
+
+/*
+ * Synchronous metadata I/O of @sectors sectors at @sector through dm-io,
+ * from/to kmalloc'ed @buf. Writes carry REQ_FUA when @fua. Sleeps.
+ */
+int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
+			sector_t sector, unsigned int sectors, void *buf, bool write,
+			bool fua)
+{
+	struct dm_io_region where = {
+		.bdev = bdev,
+		.sector = sector,
+		.count = sectors,
+	};
+	struct dm_io_request req = {
+		.bi_opf = write ? REQ_OP_WRITE | REQ_SYNC | REQ_META | (fua ? REQ_FUA : 0) :
+				  REQ_OP_READ | REQ_META,
+		.mem.type = DM_IO_KMEM,
+		.mem.ptr.addr = buf,
+		.notify.fn = NULL,
+		.client = client,
+	};
+	unsigned long error_bits = 0;
+	int r = dm_io(&req, 1, &where, &error_bits, IOPRIO_DEFAULT);
+
+	if (r)
+		return r;
+	return error_bits ? -EIO : 0;
+}
+
+void fracture_random(void *buf, size_t len)
+{
+	get_random_bytes(buf, len);
 }

@@ -10,6 +10,8 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/sched.h>
 
 void fracture_log(int level, const char *msg, size_t len);
 
@@ -25,5 +27,23 @@ void fracture_bioset_free(struct bio_set *bs);
 
 void fracture_ti_set_flags(struct dm_target *ti, bool flush_supported,
 			   bool discards_supported);
+
+void fracture_table_event(struct dm_target *ti);
+
+struct task_struct *fracture_kthread_start(int (*fn)(void *), void *data, const char *name);
+void fracture_kthread_stop(struct task_struct *task);
+bool fracture_kthread_should_stop(void);
+void fracture_wake(struct task_struct *task);
+void fracture_prepare_sleep(void);
+void fracture_finish_sleep(void);
+long fracture_sleep(long timeout);
+long fracture_max_schedule_timeout(void);
+unsigned long fracture_msecs_to_jiffies(unsigned int ms);
+
+struct dm_io_client *fracture_dm_io_client_create(void);
+int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
+			sector_t sector, unsigned int sectors, void *buf, bool write,
+			bool fua);
+void fracture_random(void *buf, size_t len);
 
 #endif

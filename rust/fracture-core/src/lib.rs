@@ -10,5 +10,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod crc32c;
+pub mod format;
+pub mod message;
 pub mod region;
 pub mod table;

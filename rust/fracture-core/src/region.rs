@@ -140,9 +140,18 @@ mod tests {
         assert_eq!(Geometry::check_region_size(8), Ok(()));
         assert_eq!(Geometry::check_region_size(1024), Ok(()));
         assert_eq!(Geometry::check_region_size(MAX_REGION_SECTORS), Ok(()));
-        assert_eq!(Geometry::check_region_size(4), Err(RegionSizeError::TooSmall));
-        assert_eq!(Geometry::check_region_size(0), Err(RegionSizeError::NotPowerOfTwo));
-        assert_eq!(Geometry::check_region_size(24), Err(RegionSizeError::NotPowerOfTwo));
+        assert_eq!(
+            Geometry::check_region_size(4),
+            Err(RegionSizeError::TooSmall)
+        );
+        assert_eq!(
+            Geometry::check_region_size(0),
+            Err(RegionSizeError::NotPowerOfTwo)
+        );
+        assert_eq!(
+            Geometry::check_region_size(24),
+            Err(RegionSizeError::NotPowerOfTwo)
+        );
         assert_eq!(
             Geometry::check_region_size(MAX_REGION_SECTORS * 2),
             Err(RegionSizeError::TooLarge)

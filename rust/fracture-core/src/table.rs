@@ -242,7 +242,10 @@ mod tests {
     fn numbers() {
         assert_eq!(parse_u64("0"), Ok(0));
         assert_eq!(parse_u64("18446744073709551615"), Ok(u64::MAX));
-        assert_eq!(parse_u64("18446744073709551616"), Err(NumberError::Overflow));
+        assert_eq!(
+            parse_u64("18446744073709551616"),
+            Err(NumberError::Overflow)
+        );
         assert_eq!(parse_u64(""), Err(NumberError::NotDecimal));
         assert_eq!(parse_u64("-1"), Err(NumberError::NotDecimal));
         assert_eq!(parse_u64("+1"), Err(NumberError::NotDecimal));
@@ -289,8 +292,14 @@ mod tests {
             err(&["m", "99999999999999999999", "2", "a", "b"]),
             "invalid region_size '99999999999999999999': too large"
         );
-        assert_eq!(TableArgs::parse(&["m", "8", "1", "a"]), Err(TableError::NrLegs(1)));
-        assert_eq!(TableArgs::parse(&["m", "8", "10", "a"]), Err(TableError::NrLegs(10)));
+        assert_eq!(
+            TableArgs::parse(&["m", "8", "1", "a"]),
+            Err(TableError::NrLegs(1))
+        );
+        assert_eq!(
+            TableArgs::parse(&["m", "8", "10", "a"]),
+            Err(TableError::NrLegs(10))
+        );
         assert_eq!(
             TableArgs::parse(&["m", "8", "18446744073709551615", "a"]),
             Err(TableError::NrLegs(u64::MAX))
@@ -321,7 +330,10 @@ mod tests {
             TableArgs::parse(&["m", "8", "2", "a", "b", "1", "frobnicate"]),
             Err(TableError::UnknownFeature("frobnicate"))
         );
-        assert_eq!(err(&["m", "8", "2", "a", "b", "0", "x"]), "#features is 0 but 1 feature words follow");
+        assert_eq!(
+            err(&["m", "8", "2", "a", "b", "0", "x"]),
+            "#features is 0 but 1 feature words follow"
+        );
     }
 
     #[test]
@@ -337,12 +349,27 @@ mod tests {
     #[test]
     fn parse_never_panics() {
         let words = [
-            "", "0", "1", "2", "8", "9", "10", "1024", "-1", "m", "a", "1", "x", "nosync",
+            "",
+            "0",
+            "1",
+            "2",
+            "8",
+            "9",
+            "10",
+            "1024",
+            "-1",
+            "m",
+            "a",
+            "1",
+            "x",
+            "nosync",
             "18446744073709551616",
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20000 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let n = (seed >> 60) as usize;
             let mut line = [""; 16];
             let mut s = seed;

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kernel threads: one function running in its own thread until stopped,
+//! sleeping until woken. `Waker`s may be used from any context.
+
+use super::bindings;
+use core::ffi::{c_int, c_void};
+use core::ptr::NonNull;
+use kernel::prelude::*;
+use kernel::str::CString;
+use kernel::sync::Arc;
+
+/// What a thread runs: `f(state, ctx)`, which should return once
+/// [`ThreadCtx::should_stop`] is true.
+struct Payload<S> {
+    state: Arc<S>,
+    f: fn(&S, &ThreadCtx),
+}
+
+/// Handed to the thread function.
+pub struct ThreadCtx {
+    _private: (),
+}
+
+impl ThreadCtx {
+    /// Whether [`KThread`] is being dropped: the function should return.
+    pub fn should_stop(&self) -> bool {
+        // SAFETY: called on a kthread (only thread functions get a ctx).
+        unsafe { bindings::fracture_kthread_should_stop() }
+    }
+
+    /// Sleeps until `ready()` is true, the thread is woken and `ready()`
+    /// holds, the thread must stop, or `timeout_ms` passes (if given).
+    /// Race-free: a wake-up after `ready()` was found false is not lost.
+    pub fn wait(&self, timeout_ms: Option<u32>, ready: impl Fn() -> bool) {
+        let mut left: i64 = match timeout_ms {
+            // SAFETY: a pure conversion.
+            Some(ms) => i64::try_from(unsafe { bindings::fracture_msecs_to_jiffies(ms) })
+                .unwrap_or(i64::MAX),
+            // SAFETY: returns a constant.
+            None => unsafe { bindings::fracture_max_schedule_timeout() },
+        };
+        loop {
+            // SAFETY: sets the current task's state; undone below.
+            unsafe { bindings::fracture_prepare_sleep() };
+            if ready() || self.should_stop() || left <= 0 {
+                break;
+            }
+            // SAFETY: sleeping in process context with no lock held (the
+            // caller's contract for `wait`).
+            left = unsafe { bindings::fracture_sleep(left) };
+        }
+        // SAFETY: back to running; pairs with `fracture_prepare_sleep`.
+        unsafe { bindings::fracture_finish_sleep() };
+    }
+}
+
+/// Wakes a [`KThread`] from any context, including interrupts.
+///
+/// Invariant: `task` is the thread of a live `KThread`; the owner of the
+/// `KThread` ensures no `Waker` is used after dropping it.
+#[derive(Clone, Copy)]
+pub struct Waker {
+    task: NonNull<bindings::task_struct>,
+}
+
+// SAFETY: `wake_up_process` may be called from any thread and context.
+unsafe impl Send for Waker {}
+// SAFETY: as above; a `Waker` has no other state.
+unsafe impl Sync for Waker {}
+
+impl Waker {
+    /// Wakes the thread if it sleeps in [`ThreadCtx::wait`].
+    pub fn wake(&self) {
+        // SAFETY: the task is alive (a reference is held by the `KThread`).
+        unsafe { bindings::fracture_wake(self.task.as_ptr()) };
+    }
+}
+
+/// A running kernel thread; dropping it stops the thread and waits for it.
+///
+/// Invariant: `task` holds a task reference taken by
+/// `fracture_kthread_start`, and `payload` is the leaked box the thread
+/// reads, freed only after the thread is stopped.
+pub struct KThread<S: Send + Sync + 'static> {
+    task: NonNull<bindings::task_struct>,
+    payload: NonNull<Payload<S>>,
+}
+
+// SAFETY: the handle only stops the thread; `S` is `Send + Sync`.
+unsafe impl<S: Send + Sync + 'static> Send for KThread<S> {}
+// SAFETY: `&KThread` only gives out `Waker`s.
+unsafe impl<S: Send + Sync + 'static> Sync for KThread<S> {}
+
+/// # Safety
+///
+/// `data` is the `Payload<S>` leaked by `KThread::spawn`, alive until the
+/// thread has been stopped.
+unsafe extern "C" fn thread_main<S: Send + Sync + 'static>(data: *mut c_void) -> c_int {
+    // SAFETY: the payload outlives the thread (see `KThread`'s invariant).
+    let p = unsafe { &*data.cast::<Payload<S>>() };
+    let ctx = ThreadCtx { _private: () };
+    (p.f)(&p.state, &ctx);
+    // Return only once asked to: kthread_stop() then finds us as expected.
+    while !ctx.should_stop() {
+        ctx.wait(None, || false);
+    }
+    0
+}
+
+impl<S: Send + Sync + 'static> KThread<S> {
+    /// Starts a thread named `name` running `f(&state, ctx)`.
+    pub fn spawn(
+        name: core::fmt::Arguments<'_>,
+        state: Arc<S>,
+        f: fn(&S, &ThreadCtx),
+    ) -> Result<Self> {
+        let name = CString::try_from_fmt(name)?;
+        let payload = KBox::new(Payload { state, f }, GFP_KERNEL)?;
+        let payload = NonNull::new(KBox::into_raw(payload)).ok_or(ENOMEM)?;
+        // SAFETY: `thread_main::<S>` expects exactly this payload, which
+        // stays alive until `drop` has stopped the thread.
+        let task = unsafe {
+            bindings::fracture_kthread_start(
+                Some(thread_main::<S>),
+                payload.as_ptr().cast(),
+                name.as_char_ptr().cast(),
+            )
+        };
+        let Some(task) = NonNull::new(task) else {
+            // SAFETY: no thread was created, so nothing else uses it.
+            drop(unsafe { KBox::from_raw(payload.as_ptr()) });
+            return Err(ENOMEM);
+        };
+        Ok(Self { task, payload })
+    }
+
+    /// A handle that wakes the thread.
+    pub fn waker(&self) -> Waker {
+        Waker { task: self.task }
+    }
+}
+
+impl<S: Send + Sync + 'static> Drop for KThread<S> {
+    fn drop(&mut self) {
+        // SAFETY: the task reference is ours; after this the thread has
+        // exited (or never ran its function), so the payload is unused.
+        unsafe {
+            bindings::fracture_kthread_stop(self.task.as_ptr());
+            drop(KBox::from_raw(self.payload.as_ptr()));
+        }
+    }
+}

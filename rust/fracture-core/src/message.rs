@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `dmsetup message <dev> 0 <words>`: parsing of the messages the target
+//! understands.
+
+use crate::table::parse_u64;
+
+/// A parsed message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// `fracture <leg>`: split an in-sync secondary on purpose.
+    Fracture(u32),
+    /// `rejoin <leg>`: hand a fractured secondary back for resync.
+    Rejoin(u32),
+}
+
+/// Why a message was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageError<'a> {
+    /// No words at all.
+    Empty,
+    /// A first word that names no message.
+    Unknown(&'a str),
+    /// Wrong number of arguments.
+    Usage(&'static str),
+    /// A leg number that is not a secondary of this target.
+    BadLeg {
+        /// What was given.
+        value: &'a str,
+        /// Legs in the target.
+        nr_legs: u32,
+    },
+}
+
+impl core::fmt::Display for MessageError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Empty => f.write_str("empty message"),
+            Self::Unknown(w) => write!(f, "unknown message '{w}' (known: fracture, rejoin)"),
+            Self::Usage(u) => write!(f, "usage: {u}"),
+            Self::BadLeg { value, nr_legs } => write!(
+                f,
+                "invalid leg '{value}': secondaries are 1..{}",
+                nr_legs.saturating_sub(1)
+            ),
+        }
+    }
+}
+
+fn secondary<'a>(value: &'a str, nr_legs: u32) -> Result<u32, MessageError<'a>> {
+    match parse_u64(value) {
+        Ok(v) if v >= 1 && v < u64::from(nr_legs) => Ok(v as u32),
+        _ => Err(MessageError::BadLeg { value, nr_legs }),
+    }
+}
+
+impl Message {
+    /// Parses the words of a message for a target with `nr_legs` legs.
+    pub fn parse<'a>(words: &[&'a str], nr_legs: u32) -> Result<Self, MessageError<'a>> {
+        let (&first, rest) = words.split_first().ok_or(MessageError::Empty)?;
+        match first {
+            "fracture" => match rest {
+                [leg] => Ok(Self::Fracture(secondary(leg, nr_legs)?)),
+                _ => Err(MessageError::Usage("fracture <leg>")),
+            },
+            "rejoin" => match rest {
+                [leg] => Ok(Self::Rejoin(secondary(leg, nr_legs)?)),
+                _ => Err(MessageError::Usage("rejoin <leg>")),
+            },
+            other => Err(MessageError::Unknown(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn parses() {
+        assert_eq!(
+            Message::parse(&["fracture", "1"], 3),
+            Ok(Message::Fracture(1))
+        );
+        assert_eq!(Message::parse(&["rejoin", "2"], 3), Ok(Message::Rejoin(2)));
+        assert_eq!(Message::parse(&[], 3), Err(MessageError::Empty));
+        assert_eq!(
+            Message::parse(&["split", "1"], 3),
+            Err(MessageError::Unknown("split"))
+        );
+        assert_eq!(
+            Message::parse(&["fracture"], 3),
+            Err(MessageError::Usage("fracture <leg>"))
+        );
+        assert_eq!(
+            Message::parse(&["fracture", "1", "2"], 3),
+            Err(MessageError::Usage("fracture <leg>"))
+        );
+        for bad in ["0", "3", "-1", "x", "99999999999999999999999", ""] {
+            assert_eq!(
+                Message::parse(&["fracture", bad], 3),
+                Err(MessageError::BadLeg {
+                    value: bad,
+                    nr_legs: 3
+                })
+            );
+        }
+        assert_eq!(
+            Message::parse(&["rejoin", "0"], 2).unwrap_err().to_string(),
+            "invalid leg '0': secondaries are 1..1"
+        );
+    }
+}
