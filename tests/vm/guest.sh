@@ -6,7 +6,12 @@ set -u
 results=$1
 pattern=${2:-}
 top=$(cd "$(dirname "$0")/../.." && pwd)
-export FRACTURE_TOP=$top FRACTURE_RESULTS=$results
+# Run from a guest-local copy of the tests: the host tree is a 9p mount,
+# and reading a script that changes on the host under bash goes badly.
+vm=/tmp/fracture-vm-tests
+rm -rf "$vm"
+cp -r "$top/tests/vm" "$vm"
+export FRACTURE_TOP=$top FRACTURE_VM=$vm FRACTURE_RESULTS=$results
 cd /tmp || exit 1
 
 # Install the module where modprobe finds it, so that the "dm-fracture"
@@ -28,7 +33,7 @@ export DM_DISABLE_UDEV=1
 
 passed=0 failed=0
 : >"$results/cases.log"
-for case in "$top"/tests/vm/cases/*.sh; do
+for case in "$vm"/cases/*.sh; do
 	name=$(basename "$case" .sh)
 	[ -z "$pattern" ] || [[ "$name" == *$pattern* ]] || continue
 	log="$results/$name.log"
@@ -40,12 +45,12 @@ for case in "$top"/tests/vm/cases/*.sh; do
 	dmesg >"$results/$name.dmesg"
 	cat "$results/$name.dmesg" >>"$results/dmesg.txt"
 	# A splat fails the case that caused it, not only the run.
-	if [ "$rc" = 0 ] && grep -qE -f "$top/tests/vm/splat-patterns" "$results/$name.dmesg"; then
+	if [ "$rc" = 0 ] && grep -qE -f "$vm/splat-patterns" "$results/$name.dmesg"; then
 		echo "kernel splat during the case" >>"$log"
 		rc=99
 	fi
 	# Leave nothing behind for the next case.
-	bash "$top/tests/vm/cleanup.sh" >>"$log" 2>&1
+	bash "$vm/cleanup.sh" >>"$log" 2>&1
 	if [ "$rc" = 0 ]; then
 		passed=$((passed + 1))
 		echo "ok   $name (${secs}s)" | tee -a "$results/cases.log"

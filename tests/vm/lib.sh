@@ -7,6 +7,17 @@ export DM_DISABLE_UDEV=1
 # Sectors of the 64 MiB RAM disks (brd.rd_size=65536 KiB).
 RAM_SECTORS=131072
 
+# udev in the guest may still hold a device open (blkid after a write)
+# when a case removes it: retry removals like LVM's tests do.
+dmsetup() {
+	if [ "${1:-}" = remove ]; then
+		shift
+		command dmsetup remove --retry "$@"
+	else
+		command dmsetup "$@"
+	fi
+}
+
 fail() {
 	echo "FAIL: $*" >&2
 	exit 1
@@ -49,6 +60,16 @@ create() {
 
 status_of() {
 	dmsetup status "$1" | cut -d' ' -f4-
+}
+
+# The health field of the status line: one character per leg.
+health_of() {
+	dmsetup status "$1" | awk '{ print $5 }'
+}
+
+# Field <n> (1-based) of the target's own status words.
+status_field() {
+	dmsetup status "$1" | awk -v n="$2" '{ print $(n + 3) }'
 }
 
 table_of() {
@@ -134,5 +155,53 @@ wipe() {
 	local d
 	for d in "$@"; do
 		blkdiscard "$d" 2>/dev/null || dd if=/dev/zero of="$d" bs=1M status=none
+	done
+}
+
+# A dm-linear device over a whole RAM disk, so that a test can swap in the
+# error target under it (the way LVM's tests inject faults).
+# linear_over <name> <ram-dev>
+linear_over() {
+	dmsetup create "$1" --table "0 $(sectors "$2") linear $2 0"
+}
+
+# break_dev <name>: make every I/O to a linear_over device fail.
+break_dev() {
+	local len
+	len=$(sectors "/dev/mapper/$1")
+	dmsetup suspend "$1"
+	dmsetup load "$1" --table "0 $len error"
+	dmsetup resume "$1"
+}
+
+# repair_dev <name> <ram-dev>: back to the RAM disk.
+repair_dev() {
+	dmsetup suspend "$1"
+	dmsetup load "$1" --table "0 $(sectors "$2") linear $2 0"
+	dmsetup resume "$1"
+}
+
+# Regions set in a leg's fracture bitmap on disk: logged_regions <meta> <leg>
+logged_regions() {
+	fresh
+	python3 "$FRACTURE_VM/bitmap.py" "$1" "$2"
+}
+
+# Regions where two devices differ: diff_regions <a> <b> <sectors> <region>
+diff_regions() {
+	fresh
+	python3 "$FRACTURE_VM/diffregions.py" "$@"
+}
+
+# Event number of a dm device (moves on every dm event).
+event_nr() {
+	dmsetup info -c --noheadings -o events "$1" | tr -d ' '
+}
+
+# is_subset "<a b c>" "<a b c d>": every word of the first in the second.
+is_subset() {
+	local w
+	for w in $1; do
+		[[ " $2 " == *" $w "* ]] || return 1
 	done
 }

@@ -36,18 +36,56 @@ timeout --foreground -k 10 "$timeout_s" \
 rc=$?
 echo "vm: guest ran $(( $(date +%s) - start ))s, exit $rc"
 
+# Persistence across a guest reboot: two boots sharing file-backed disks
+# (the RAM disks above do not survive one). Counted as one more case.
+reboot_ok=skip
+if [ -z "$pattern" ] || [[ reboot == *$pattern* ]]; then
+	reboot_ok=fail
+	imgs=()
+	for i in 0 1 2; do
+		img="$results/disk$i.img"
+		rm -f "$img"
+		truncate -s 32M "$img"
+		imgs+=(--disk "$img")
+	done
+	for phase in 1 2; do
+		timeout --foreground -k 10 600 \
+			vng --run "$KDIR" --disable-kvm --verbose --user root --cpus 2 --memory 1G \
+				--rwdir "$results" "${imgs[@]}" \
+				--append "oops=panic hung_task_panic=1" \
+				-- "$top/tests/vm/reboot-guest.sh" "$phase" "$results" \
+				>"$results/reboot-$phase.console.log" 2>&1 </dev/null || true
+	done
+	if [ -s "$results/reboot-status-1" ] && [ -s "$results/reboot-bits-1" ] &&
+		cmp -s "$results/reboot-status-1" "$results/reboot-status-2" &&
+		cmp -s "$results/reboot-bits-1" "$results/reboot-bits-2" &&
+		grep -q "AF" "$results/reboot-status-1"; then
+		reboot_ok=ok
+	fi
+	rm -f "$results"/disk*.img
+	if [ "$reboot_ok" = ok ]; then
+		echo "ok   reboot-persistence (status '$(cat "$results/reboot-status-2")', bits '$(cat "$results/reboot-bits-2")')" | tee -a "$results/cases.log"
+	else
+		echo "FAIL reboot-persistence" | tee -a "$results/cases.log"
+		for f in reboot-status-1 reboot-status-2 reboot-bits-1 reboot-bits-2; do
+			echo "    | $f: $(cat "$results/$f" 2>/dev/null)"
+		done
+		tail -n 20 "$results/reboot-2.console.log" | sed 's/^/    | /'
+	fi
+fi
+
 fail=0
 if [ ! -f "$results/summary" ]; then
 	echo "vm: the guest did not finish (timeout or crash); console tail:"
 	tail -n 40 "$console"
 	fail=1
 fi
-[ -f "$results/cases.log" ] && cat "$results/cases.log"
+[ -f "$results/cases.log" ] && grep -v "reboot-persistence" "$results/cases.log"
 
 # Any splat anywhere in the guest's kernel log fails the run, whatever the
 # cases said.
 splats="$top/tests/vm/splat-patterns"
-for f in "$results/dmesg.txt" "$console"; do
+for f in "$results/dmesg.txt" "$console" "$results"/reboot-*.console.log; do
 	[ -f "$f" ] || continue
 	if grep -E -f "$splats" "$f" >"$results/splats.txt"; then
 		echo "vm: kernel splat in $(basename "$f"):"
@@ -61,6 +99,10 @@ passed=0 failed=0
 if [ -f "$results/summary" ]; then
 	read -r passed failed <"$results/summary"
 fi
+case $reboot_ok in
+	ok) passed=$((passed + 1)) ;;
+	fail) failed=$((failed + 1)) ;;
+esac
 [ "$failed" = 0 ] || fail=1
 [ "$rc" = 0 ] || fail=1
 [ "$fail" = 0 ] || [ "$failed" != 0 ] || failed=1

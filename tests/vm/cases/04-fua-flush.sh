@@ -3,7 +3,7 @@
 # null_blk devices with a write cache (brd has none, so the block layer
 # would strip both flags), and the block_bio_queue tracepoint shows the
 # flags of every bio that reaches a leg.
-. "$FRACTURE_TOP/tests/vm/lib.sh"
+. "$FRACTURE_VM/lib.sh"
 
 l0=$(nullb_create fl0 64)
 l1=$(nullb_create fl1 64)

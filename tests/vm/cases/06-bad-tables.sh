@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every malformed table line is refused with a one-line reason in dmesg
 # ("device-mapper: fracture: ..."), leaves no device and no splat.
-. "$FRACTURE_TOP/tests/vm/lib.sh"
+. "$FRACTURE_VM/lib.sh"
 modprobe dm_fracture
 
 L=$RAM_SECTORS

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `dmsetup table` prints a line that `dmsetup load` accepts unchanged.
-. "$FRACTURE_TOP/tests/vm/lib.sh"
+. "$FRACTURE_VM/lib.sh"
 
 create rt "$(fracture_table $RAM_SECTORS /dev/ram0 2048 /dev/ram1 /dev/ram2 /dev/ram3)"
 before=$(dmsetup table rt)
@@ -9,8 +9,8 @@ dmsetup load rt --table "$before"
 dmsetup resume rt
 assert_eq "$before" "$(dmsetup table rt)" "table after reload of its own output"
 
-step "a second device from the same printed line"
+step "remove, then create again from the printed line"
+dmsetup remove rt
 dmsetup create rt2 --table "$before"
 assert_eq "$before" "$(dmsetup table rt2)" "table of the copy"
 dmsetup remove rt2
-dmsetup remove rt

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Unload and reload the module between uses; data on the legs persists and a
 # new table over the same legs reads it back.
-. "$FRACTURE_TOP/tests/vm/lib.sh"
+. "$FRACTURE_VM/lib.sh"
 
 data=$(random_file 4)
 for round in 1 2 3; do

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# A secondary that fails writes is marked D and gets no more writes; the
-# host's writes still succeed. A primary that fails writes fails them.
-# (Logging what the failed leg misses is the fracture log's job.)
-. "$FRACTURE_TOP/tests/vm/lib.sh"
+# A secondary that fails writes is fractured (F) and gets no more writes;
+# the host's writes still succeed. A primary that fails writes fails them.
+. "$FRACTURE_VM/lib.sh"
 
 dmsetup create p --table "0 $RAM_SECTORS linear /dev/ram1 0"
 dmsetup create s --table "0 $RAM_SECTORS linear /dev/ram2 0"
@@ -15,20 +14,20 @@ dmsetup load s --table "0 $RAM_SECTORS error"
 dmsetup resume s
 data=$(random_file 4)
 dd if="$data" of=/dev/mapper/fe bs=1M seek=10 oflag=direct status=none || fail "host write failed"
-assert_eq "2 AD" "$(status_of fe)" "status after secondary failure"
-dmesg | grep -q "device-mapper: fracture: secondary leg 1 (.*) failed a write; marked D" ||
+assert_eq "AF" "$(health_of fe)" "status after secondary failure"
+dmesg | grep -q "device-mapper: fracture: leg 1 failed a write: fractured, its changes are logged" ||
 	fail "no log line for the failed secondary"
 cmp -n $((4 << 20)) "$data" -i 0:10M /dev/mapper/fe || fail "data read back"
 fio_verify /dev/mapper/fe 8M --offset=20M
 
-step "the secondary comes back but, being out of sync, gets no writes"
+step "the secondary comes back but, being fractured, gets no writes"
 dmsetup suspend s
 dmsetup load s --table "0 $RAM_SECTORS linear /dev/ram2 0"
 dmsetup resume s
 dd if=/dev/urandom of=/dev/mapper/fe bs=1M count=1 seek=40 oflag=direct status=none
 fresh
-cmp -n $((1 << 20)) -i 40M:40M /dev/ram1 /dev/ram2 && fail "a D leg received a write"
-assert_eq "2 AD" "$(status_of fe)" "status stays D"
+cmp -n $((1 << 20)) -i 40M:40M /dev/ram1 /dev/ram2 && fail "a fractured leg received a write"
+assert_eq "AF" "$(health_of fe)" "status stays F"
 
 step "primary fails writes: the host write fails"
 dmsetup suspend p
@@ -37,5 +36,5 @@ dmsetup resume p
 if dd if=/dev/urandom of=/dev/mapper/fe bs=4k count=1 oflag=direct status=none 2>/dev/null; then
 	fail "write succeeded with a failed primary"
 fi
-assert_eq "2 DD" "$(status_of fe)" "status with failed primary"
+assert_eq "DF" "$(health_of fe)" "status with failed primary"
 dmsetup remove fe p s

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Print the regions set in one leg's fracture bitmap, read straight from a
+metadata device (format v1, see Documentation/admin-guide/device-mapper/
+dm-fracture.rst). Used by the VM tests to compare the on-disk log with what
+was written; fracturectl dump will do this for users.
+
+    bitmap.py <metadata-dev> <leg>
+"""
+import struct
+import sys
+
+BLOCK = 4096
+HEADER = 32
+BITS = (BLOCK - HEADER) * 8
+
+
+def main():
+    dev, leg = sys.argv[1], int(sys.argv[2])
+    with open(dev, "rb", buffering=0) as f:
+        sb = f.read(BLOCK)
+        assert sb[32:40] == b"FRACTURE", "no superblock"
+        nr_regions, = struct.unpack_from("<Q", sb, 56)
+        nr_legs, = struct.unpack_from("<I", sb, 72)
+        per_leg, = struct.unpack_from("<I", sb, 80)
+        assert leg < nr_legs
+        out = []
+        for idx in range(per_leg):
+            f.seek((1 + leg * per_leg + idx) * BLOCK)
+            payload = f.read(BLOCK)[HEADER:]
+            for byte_i, b in enumerate(payload):
+                if not b:
+                    continue
+                for bit in range(8):
+                    if b >> bit & 1:
+                        r = idx * BITS + byte_i * 8 + bit
+                        if r < nr_regions:
+                            out.append(r)
+    print(" ".join(map(str, out)))
+
+
+if __name__ == "__main__":
+    main()
