@@ -18,9 +18,11 @@ PKGS=(
 	python3-pip
 )
 
+# Each check captures a tool's output before matching it: under pipefail,
+# `grep -q` closing a pipe early would make a present tool look missing.
 missing=()
 for p in "${PKGS[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing Debian packages: ${missing[*]}"
@@ -29,18 +31,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # rust-src is needed by the kernel's Rust build (it builds `core` itself).
-if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+have=$(rustup component list --installed 2>/dev/null || true)
+if ! grep -q '^rust-src' <<<"$have"; then
 	echo "setup: rustup component add rust-src"
 	rustup component add rust-src
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"
-if ! bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; then
+have=$(bindgen --version 2>/dev/null || true)
+if [ "$have" != "bindgen $BINDGEN_VERSION" ]; then
 	echo "setup: cargo install bindgen-cli $BINDGEN_VERSION"
 	cargo install --locked --quiet "bindgen-cli@$BINDGEN_VERSION"
 fi
 
-if ! python3 -m pip show virtme-ng 2>/dev/null | grep -q "^Version: $VNG_VERSION\$"; then
+have=$(python3 -m pip show virtme-ng 2>/dev/null || true)
+if ! grep -qx "Version: $VNG_VERSION" <<<"$have"; then
 	echo "setup: pip install virtme-ng==$VNG_VERSION"
 	python3 -m pip install --quiet --disable-pip-version-check "virtme-ng==$VNG_VERSION"
 fi
