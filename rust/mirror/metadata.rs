@@ -481,8 +481,14 @@ impl Shared {
         }
         if result.is_ok() {
             let sb = {
+                // Any pending change is written, also one made after this
+                // epoch closed: the snapshot holds every change so far (a
+                // newer state is always fine on disk), and a change made
+                // after the snapshot sets `sb_seq` again. Skipping a newer
+                // change would leave an older one (e.g. a `fracture`
+                // message that waits for this commit) off the disk.
                 let mut st = self.state.lock();
-                if st.sb_seq != 0 && st.sb_seq <= seq {
+                if st.sb_seq != 0 {
                     st.sb_seq = 0;
                     st.sb.commit += 1;
                     Some(st.sb)
