@@ -8,12 +8,13 @@
 #   make kernel     build the cached debug test kernel
 #   make demo       show a mirror at work in a VM
 #   make check      host unit tests + VM suite on the debug kernel
+#   make bench      benchmarks in a VM on the non-debug kernel (not a test)
 
 KDIR ?= $(shell scripts/kernel.sh path debug)
 LLVM ?= 1
 export LLVM
 
-.PHONY: all modules clean setup kernel check test-host test-vm demo
+.PHONY: all modules clean setup kernel check test-host test-vm demo bench
 
 all: modules
 
@@ -42,3 +43,6 @@ check:
 
 demo:
 	scripts/demo.sh
+
+bench:
+	scripts/bench.sh release

@@ -5,12 +5,16 @@
 //!
 //! See `Documentation/admin-guide/device-mapper/dm-fracture.rst`.
 
+#![recursion_limit = "256"]
+
 #[path = "fracture-core/src/crc32c.rs"]
 pub mod crc32c;
 #[path = "fracture-core/src/format.rs"]
 pub mod format;
 #[path = "fracture-core/src/message.rs"]
 pub mod message;
+#[path = "fracture-core/src/rate.rs"]
+pub mod rate;
 #[path = "fracture-core/src/region.rs"]
 pub mod region;
 #[path = "fracture-core/src/table.rs"]

@@ -101,6 +101,14 @@ impl Dev {
         unsafe { bindings::fracture_bdev_nr_sectors(self.bdev()) }
     }
 
+    /// Flushes the device's volatile write cache: every write completed
+    /// before the call is durable when this returns `Ok`. Sleeps.
+    pub fn flush(&self) -> kernel::error::Result {
+        // SAFETY: `bdev()` is a live block device while the `dm_dev` is held;
+        // process context is the caller's (sleeping) contract.
+        kernel::error::to_result(unsafe { bindings::blkdev_issue_flush(self.bdev()) })
+    }
+
     /// Whether the device accepts discards.
     pub fn supports_discard(&self) -> bool {
         // SAFETY: `bdev()` is a live block device while the `dm_dev` is held.

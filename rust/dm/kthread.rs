@@ -29,6 +29,15 @@ impl ThreadCtx {
         unsafe { bindings::fracture_kthread_should_stop() }
     }
 
+    /// A waker for this thread, for work it hands out and waits for. The
+    /// thread must not return while such work can still use it.
+    /// (`None` cannot happen: a running thread has a task.)
+    pub fn waker(&self) -> Option<Waker> {
+        // SAFETY: `current` is this kthread, alive while it runs.
+        let task = unsafe { bindings::fracture_current() };
+        NonNull::new(task).map(|task| Waker { task })
+    }
+
     /// Sleeps until `ready()` is true, the thread is woken and `ready()`
     /// holds, the thread must stop, or `timeout_ms` passes (if given).
     /// Race-free: a wake-up after `ready()` was found false is not lost.
@@ -53,6 +62,18 @@ impl ThreadCtx {
         // SAFETY: back to running; pairs with `fracture_prepare_sleep`.
         unsafe { bindings::fracture_finish_sleep() };
     }
+}
+
+/// Monotonic time in nanoseconds (`ktime_get_ns`).
+pub fn now_ns() -> u64 {
+    // SAFETY: callable from any context but NMI.
+    unsafe { bindings::fracture_now_ns() }
+}
+
+/// Sleeps for about `ms` milliseconds (`msleep`). Process context only.
+pub fn sleep_ms(ms: u32) {
+    // SAFETY: sleeping is allowed in the process context the caller is in.
+    unsafe { bindings::msleep(ms) };
 }
 
 /// Wakes a [`KThread`] from any context, including interrupts.

@@ -12,6 +12,7 @@ pub mod bindings;
 pub mod bio;
 pub mod device;
 pub mod io;
+pub mod kcopyd;
 pub mod kthread;
 pub mod log;
 pub mod status;

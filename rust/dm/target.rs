@@ -98,6 +98,8 @@ pub trait Target: Sized + Send + Sync + 'static {
 
     /// The device is about to be suspended: stop queuing new internal work.
     fn presuspend(&self) {}
+    /// A suspend after `presuspend` did not happen: the target runs on.
+    fn presuspend_undo(&self) {}
     /// The device is suspended and its I/O drained.
     fn postsuspend(&self) {}
     /// The device is about to resume; an error keeps it suspended. Any
@@ -662,6 +664,7 @@ impl<T: Target> Registration<T> {
         tt.message = Some(message_cb::<T>);
         tt.iterate_devices = Some(iterate_devices_cb::<T>);
         tt.presuspend = Some(presuspend_cb::<T>);
+        tt.presuspend_undo = Some(presuspend_undo_cb::<T>);
         tt.postsuspend = Some(postsuspend_cb::<T>);
         tt.preresume = Some(preresume_cb::<T>);
         tt.resume = Some(resume_cb::<T>);
@@ -872,6 +875,14 @@ unsafe extern "C" fn iterate_devices_cb<T: Target>(
     };
     // SAFETY: a constructed target of type `T`.
     unsafe { target::<T>(ti) }.iterate_devices(&mut v)
+}
+
+/// # Safety
+///
+/// dm core's `presuspend_undo` callout for a constructed target.
+unsafe extern "C" fn presuspend_undo_cb<T: Target>(ti: *mut bindings::dm_target) {
+    // SAFETY: a constructed target of type `T`.
+    unsafe { target::<T>(ti) }.presuspend_undo();
 }
 
 /// # Safety

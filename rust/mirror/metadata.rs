@@ -11,14 +11,23 @@
 //! the change's epoch; a write whose bits are already durable does not wait
 //! and costs no metadata I/O. The format itself lives in the shared crate
 //! (`crate::format`).
+//!
+//! Leg states: in sync (`A`, gets every write), fractured (`F`, gets no
+//! writes, its written regions are set in its bitmap) and recovering (`R`,
+//! gets every write while the recovery thread copies the regions still set
+//! in its bitmap from the primary). A copy clears a region's bit only if no
+//! host write to that region was in flight at any time during the copy
+//! (see [`Shared::begin_write`] and [`Shared::start_copy`]); otherwise the
+//! bit stays and the region is copied again later.
 
 use super::Fracture;
 use crate::dm::device::Dev;
 use crate::dm::io::{random_bytes, Block, IoClient};
 use crate::dm::target::{BioStack, CtrError, EventRaiser};
 use crate::format::{
-    bit_position, count_ones, fill, is_zero, payload, payload_mut, seal, set_bit, verify,
-    BlockType, FormatError, Layout, LegState, Superblock, SECTORS_PER_BLOCK,
+    bit_position, clear_bit, count_ones, fill, is_zero, next_set_bit, padding_clear, payload,
+    payload_mut, seal, set_bit, test_bit, verify, BlockType, Layout, LegState, Superblock, BITS_PER_BLOCK,
+    SECTORS_PER_BLOCK,
 };
 use crate::region::Geometry;
 use crate::table::MAX_LEGS;
@@ -44,7 +53,78 @@ pub(crate) struct MetaState {
     pub(crate) counts: [u64; MAX_LEGS],
     /// The epoch changes are stamped with now.
     open_seq: u64,
+    /// Regions the recovery thread is copying.
+    copying: [CopySlot; COPY_SLOTS],
+    /// Bits cleared by recovery since the set of recovering legs was last
+    /// empty (status progress).
+    pub(crate) recovered: u64,
 }
+
+/// Copies the recovery thread keeps in flight at most.
+pub(crate) const COPY_SLOTS: usize = 8;
+
+/// Buckets of the in-flight host write counters ([`Shared::begin_write`]).
+const WRITE_BUCKETS: usize = 1024;
+
+/// A region being copied, as the write path sees it.
+#[derive(Clone, Copy, Default)]
+struct CopySlot {
+    active: bool,
+    region: u64,
+    /// Legs the copy writes to.
+    legs: u32,
+    /// A host write to the region was in flight at some time during the
+    /// copy, or a leg of the copy changed state: clear nothing.
+    void: bool,
+    /// Voided by a host write (counted as a copy redone).
+    raced: bool,
+}
+
+/// Counters for the `stats` message.
+#[derive(Default)]
+pub(crate) struct Stats {
+    /// Region copies completed and cleared (one per leg and region).
+    pub(crate) regions_copied: AtomicU64,
+    /// Region copies done again because a host write raced with them.
+    pub(crate) copies_redone: AtomicU64,
+    /// Copies a leg failed to write.
+    pub(crate) copy_write_errors: AtomicU64,
+    /// Copies the primary failed to read.
+    pub(crate) copy_read_errors: AtomicU64,
+    /// Metadata blocks written.
+    pub(crate) metadata_writes: AtomicU64,
+    /// Probes of failed legs, and how many found the leg working.
+    pub(crate) probes: AtomicU64,
+    pub(crate) probes_ok: AtomicU64,
+}
+
+/// Why metadata could not be loaded: a reason for dm core and an errno.
+/// The details are already in the kernel log.
+pub(crate) struct LoadError {
+    pub(crate) reason: &'static CStr,
+    pub(crate) errno: Error,
+}
+
+impl From<LoadError> for CtrError {
+    fn from(e: LoadError) -> Self {
+        CtrError {
+            reason: e.reason,
+            errno: e.errno,
+        }
+    }
+}
+
+impl From<Error> for LoadError {
+    fn from(errno: Error) -> Self {
+        LoadError {
+            reason: c_str!("out of memory"),
+            errno,
+        }
+    }
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU32 = AtomicU32::new(0);
 
 /// State shared by the target, its metadata thread and message handlers.
 #[pin_data]
@@ -56,8 +136,17 @@ pub(crate) struct Shared {
     commit: Mutex<Block>,
     /// Last epoch durably on disk.
     committed: AtomicU64,
-    /// Bit `i`: leg `i` is not in sync (gets no writes, its writes are logged).
-    pub(crate) out_of_sync: AtomicU32,
+    /// Bit `i`: leg `i` is fractured (gets no writes, its writes are
+    /// logged). Changed under `state`'s lock only.
+    pub(crate) logged: AtomicU32,
+    /// Bit `i`: leg `i` is recovering (gets every write, and copies).
+    /// Changed under `state`'s lock only.
+    pub(crate) recovering: AtomicU32,
+    /// Host writes in flight, per bucket of regions (`region % WRITE_BUCKETS`).
+    inflight: [AtomicU32; WRITE_BUCKETS],
+    /// Host writes started, ever (recovery backs off while it moves).
+    pub(crate) host_writes: AtomicU64,
+    pub(crate) stats: Stats,
     /// The primary failed a write (health `D`; failover is a later stage).
     pub(crate) primary_failed: AtomicBool,
     /// The metadata device failed a write: nothing new can be logged.
@@ -91,11 +180,13 @@ fn ctr_err(reason: &'static CStr) -> CtrError {
 
 impl Shared {
     /// Opens the metadata on `dev` for a table with `nr_legs` legs: formats
-    /// an all-zero device, otherwise loads and checks it against the table.
+    /// an all-zero device (every secondary to be copied in full, unless
+    /// `nosync`), otherwise loads and checks it against the table.
     pub(crate) fn open(
         dev: Dev,
         geometry: Geometry,
         nr_legs: u32,
+        nosync: bool,
         events: EventRaiser,
     ) -> Result<Arc<Self>, CtrError> {
         let layout = Layout::new(nr_legs, geometry.nr_regions());
@@ -113,8 +204,12 @@ impl Shared {
         let io = IoClient::new()?;
         let nblocks = (u64::from(nr_legs) * layout.bitmap_blocks()) as usize;
         let mut blocks = KVec::with_capacity(nblocks, GFP_KERNEL)?;
+        let mut block_seq = KVec::with_capacity(nblocks, GFP_KERNEL)?;
+        let mut dirty = KVec::with_capacity(nblocks, GFP_KERNEL)?;
         for _ in 0..nblocks {
             blocks.push(Block::new()?, GFP_KERNEL)?;
+            block_seq.push(0, GFP_KERNEL)?;
+            dirty.push(false, GFP_KERNEL)?;
         }
         let mut buf = Block::new()?;
         io.read(&dev, 0, &mut buf).map_err(|e| {
@@ -124,84 +219,48 @@ impl Shared {
                 errno: e,
             }
         })?;
-
-        let mut counts = [0u64; MAX_LEGS];
-        let mut sb_seq = 0;
-        let sb = if is_zero(buf.bytes()) {
-            let mut uuid = [0u8; 16];
-            random_bytes(&mut uuid);
-            let sb = Superblock::new(uuid, &geometry, nr_legs);
-            format(&io, &dev, &layout, &sb, &mut buf)?;
+        let mut uuid = [0u8; 16];
+        random_bytes(&mut uuid);
+        let mut sb = Superblock::new(uuid, &geometry, nr_legs);
+        if is_zero(buf.bytes()) {
+            if !nosync {
+                sb.start_initial_sync();
+            }
+            format(&io, &dev, &layout, &sb, &geometry, &mut buf)?;
             crate::dm_info!(
-                "formatted metadata device {}: {} regions of {} sectors, {} legs",
+                "formatted metadata device {}: {} regions of {} sectors, {} legs{}",
                 dev.name(),
                 geometry.nr_regions(),
                 geometry.region_sectors(),
-                nr_legs
+                nr_legs,
+                if nosync {
+                    ", all in sync (nosync)"
+                } else {
+                    "; every secondary will be copied from the primary"
+                }
             );
-            sb
-        } else {
-            let mut sb = Superblock::decode(buf.bytes()).map_err(|e| {
-                crate::dm_err!(
-                    "metadata device {}: {}; refusing it (never reformatted)",
-                    dev.name(),
-                    e
-                );
-                ctr_err(c_str!("invalid metadata"))
-            })?;
-            sb.check_table(&geometry, nr_legs).map_err(|e| {
-                crate::dm_err!("metadata device {}: {}", dev.name(), e);
-                ctr_err(c_str!("metadata does not match the table"))
-            })?;
-            for leg in 0..nr_legs {
-                for idx in 0..layout.bitmap_blocks() {
-                    let nr = layout.fracture_block(leg, idx);
-                    let b = &mut blocks[(u64::from(leg) * layout.bitmap_blocks() + idx) as usize];
-                    read_verified(&io, &dev, nr, BlockType::FractureBitmap, &sb.uuid, b)?;
-                    counts[leg as usize] += count_ones(payload(b.bytes()));
-                }
-                let rec = sb.leg_mut(leg);
-                if rec.state == LegState::InSync && counts[leg as usize] != 0 {
-                    // Bits win over the state: a crash between writing bits
-                    // and the superblock must not lose them.
-                    rec.state = LegState::Fractured;
-                    sb_seq = 1;
-                }
-            }
-            for idx in 0..layout.bitmap_blocks() {
-                let nr = layout.intent_block(idx);
-                read_verified(&io, &dev, nr, BlockType::IntentBitmap, &sb.uuid, &mut buf)?;
-            }
-            sb
-        };
-
-        let mut out_of_sync = 0u32;
-        for leg in 0..nr_legs {
-            if sb.leg(leg).state != LegState::InSync {
-                out_of_sync |= 1 << leg;
-            }
-        }
-        let mut block_seq = KVec::with_capacity(nblocks, GFP_KERNEL)?;
-        let mut dirty = KVec::with_capacity(nblocks, GFP_KERNEL)?;
-        for _ in 0..nblocks {
-            block_seq.push(0, GFP_KERNEL)?;
-            dirty.push(false, GFP_KERNEL)?;
         }
         let state = MetaState {
             sb,
-            sb_seq,
+            sb_seq: 0,
             blocks,
             block_seq,
             dirty,
-            counts,
+            counts: [0; MAX_LEGS],
             open_seq: 1,
+            copying: [CopySlot::default(); COPY_SLOTS],
+            recovered: 0,
         };
-        Ok(Arc::pin_init(
+        let shared = Arc::pin_init(
             pin_init!(Self {
                 state <- new_spinlock!(state, "fracture_meta"),
                 commit <- new_mutex!(buf, "fracture_commit"),
                 committed: AtomicU64::new(0),
-                out_of_sync: AtomicU32::new(out_of_sync),
+                logged: AtomicU32::new(0),
+                recovering: AtomicU32::new(0),
+                inflight: [ZERO; WRITE_BUCKETS],
+                host_writes: AtomicU64::new(0),
+                stats: Stats::default(),
                 primary_failed: AtomicBool::new(false),
                 meta_failed: AtomicBool::new(false),
                 // Nothing is written before the first resume, which
@@ -217,7 +276,9 @@ impl Shared {
                 events,
             }),
             GFP_KERNEL,
-        )?)
+        )?;
+        shared.load()?;
+        Ok(shared)
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
@@ -260,90 +321,110 @@ impl Shared {
         if legs == 0 {
             return false;
         }
-        let per_leg = self.layout.bitmap_blocks();
-        let nr_regions = self.geometry.nr_regions();
         let mut st = self.state.lock();
         let mut changed = false;
         for leg in 1..self.nr_legs {
             if legs & (1 << leg) == 0 {
                 continue;
             }
-            changed |= self.fracture_locked(&mut st, leg);
-            for idx in 0..per_leg {
-                let b = (u64::from(leg) * per_leg + idx) as usize;
-                fill(payload_mut(st.blocks[b].bytes_mut()), idx, nr_regions);
-                st.block_seq[b] = st.open_seq;
-                st.dirty[b] = true;
-            }
-            st.counts[leg as usize] = nr_regions;
+            changed |= self.fracture_locked(&mut st, leg, false);
+            self.fill_leg_locked(&mut st, leg);
             crate::dm_warn!("leg {} fractured with every region out of sync", leg);
         }
         changed
     }
 
-    /// Re-reads the metadata, for preresume: a table this one replaces may
-    /// have committed changes after this one's constructor read it. No I/O
-    /// runs on this table yet, and the old table is suspended.
-    pub(crate) fn reload(&self) -> Result {
+    /// Reads and checks the superblock and every bitmap block into memory,
+    /// replacing what is there: at construction, and at the first resume (a
+    /// table this one replaces may have committed changes after this one's
+    /// constructor read it; no I/O runs on this table yet, and the old
+    /// table is suspended). Messages go to the kernel log.
+    pub(crate) fn load(&self) -> Result<(), LoadError> {
+        let name = self.dev.name();
         let mut buf = self.commit.lock();
-        self.io.read(&self.dev, 0, &mut buf)?;
-        let mut sb = Superblock::decode(buf.bytes()).map_err(|e| {
-            crate::dm_err!(
-                "metadata device {} changed under the table: {}",
-                self.dev.name(),
-                e
-            );
-            EINVAL
+        self.io.read(&self.dev, 0, &mut buf).map_err(|e| {
+            crate::dm_err!("cannot read the superblock of {} ({:?})", name, e);
+            LoadError {
+                reason: c_str!("metadata read error"),
+                errno: e,
+            }
         })?;
-        sb.check_table(&self.geometry, self.nr_legs).map_err(|e| {
-            crate::dm_err!(
-                "metadata device {} changed under the table: {}",
-                self.dev.name(),
-                e
-            );
-            EINVAL
-        })?;
+        let invalid = LoadError {
+            reason: c_str!("invalid metadata"),
+            errno: EINVAL,
+        };
+        let mut sb = match Superblock::decode(buf.bytes()) {
+            Ok(sb) => sb,
+            Err(e) => {
+                crate::dm_err!(
+                    "metadata device {}: {}; refusing it (never reformatted)",
+                    name,
+                    e
+                );
+                return Err(invalid);
+            }
+        };
+        if let Err(e) = sb.check_table(&self.geometry, self.nr_legs) {
+            crate::dm_err!("metadata device {}: {}", name, e);
+            return Err(LoadError {
+                reason: c_str!("metadata does not match the table"),
+                errno: EINVAL,
+            });
+        }
         let per_leg = self.layout.bitmap_blocks();
         let mut counts = [0u64; MAX_LEGS];
+        let mut b = 0usize;
         for leg in 0..self.nr_legs {
             for idx in 0..per_leg {
                 let nr = self.layout.fracture_block(leg, idx);
-                self.io.read(&self.dev, nr * SECTORS_PER_BLOCK, &mut buf)?;
-                verify(buf.bytes(), BlockType::FractureBitmap, nr, Some(&sb.uuid)).map_err(
-                    |e| {
-                        crate::dm_err!("metadata device {}: {}", self.dev.name(), e);
-                        EINVAL
-                    },
-                )?;
+                read_verified(&self.io, &self.dev, nr, BlockType::FractureBitmap, &sb.uuid, &mut buf)?;
+                if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
+                    crate::dm_err!(
+                        "metadata device {}: fracture bitmap block {} has bits set past the last region; refusing it (fracturectl repair can rebuild it)",
+                        name,
+                        nr
+                    );
+                    return Err(LoadError {
+                        reason: c_str!("corrupt metadata"),
+                        errno: EINVAL,
+                    });
+                }
                 counts[leg as usize] += count_ones(payload(buf.bytes()));
-                let b = (u64::from(leg) * per_leg + idx) as usize;
                 let mut st = self.state.lock();
                 st.blocks[b].bytes_mut().copy_from_slice(buf.bytes());
                 st.dirty[b] = false;
                 st.block_seq[b] = 0;
+                b += 1;
             }
         }
+        for idx in 0..per_leg {
+            let nr = self.layout.intent_block(idx);
+            read_verified(&self.io, &self.dev, nr, BlockType::IntentBitmap, &sb.uuid, &mut buf)?;
+        }
         let mut st = self.state.lock();
-        let mut out_of_sync = 0;
+        let (mut logged, mut recovering) = (0, 0);
         for leg in 0..self.nr_legs {
             let rec = sb.leg_mut(leg);
             if rec.state == LegState::InSync && counts[leg as usize] != 0 {
+                // Bits win over the state: a crash between writing bits
+                // and the superblock must not lose them.
                 rec.state = LegState::Fractured;
+                rec.split = false;
                 st.sb_seq = st.open_seq;
             }
-            if rec.state != LegState::InSync {
-                out_of_sync |= 1 << leg;
+            match rec.state {
+                LegState::InSync => {}
+                LegState::Recovering => recovering |= 1 << leg,
+                LegState::Fractured | LegState::Failed => logged |= 1 << leg,
             }
         }
         st.sb = sb;
         st.counts = counts;
-        self.out_of_sync.store(out_of_sync, Ordering::Release);
+        st.copying = [CopySlot::default(); COPY_SLOTS];
+        st.recovered = 0;
+        self.logged.store(logged, Ordering::SeqCst);
+        self.recovering.store(recovering, Ordering::SeqCst);
         Ok(())
-    }
-
-    /// The state of leg `leg`.
-    pub(crate) fn leg_state(&self, leg: u32) -> LegState {
-        self.state.lock().sb.leg(leg).state
     }
 
     /// Raises a dm event. Process context.
@@ -376,42 +457,334 @@ impl Shared {
         need
     }
 
-    /// Logs a host write in the bitmaps of the legs that are out of sync.
-    /// Returns the legs it logged for (which must not get the write) and the
-    /// epoch to wait for. Fails if something new would need logging but the
-    /// metadata device has failed.
-    pub(crate) fn log_write(
+    /// Calls `f` on the in-flight counter of every bucket the regions of
+    /// `sector..sector + sectors` fall in (each bucket once at most when the
+    /// range covers them all).
+    fn for_buckets(&self, sector: u64, sectors: u64, f: impl Fn(&AtomicU32)) {
+        let regions = self.geometry.regions_of(sector, sectors);
+        if regions.end - regions.start >= WRITE_BUCKETS as u64 {
+            self.inflight.iter().for_each(f);
+        } else {
+            for r in regions {
+                f(&self.inflight[(r % WRITE_BUCKETS as u64) as usize]);
+            }
+        }
+    }
+
+    /// Starts a host write (or write-zeroes, discard) of `sector..sector +
+    /// sectors` that is about to be sent to the legs: counts it in flight
+    /// until [`Shared::end_write`], voids any copy of its regions, and, if
+    /// `log`, sets its regions in the bitmaps of the fractured legs.
+    /// Returns the legs it logged for (which must not get the write) and
+    /// the epoch to wait for.
+    ///
+    /// Fails, having undone everything, if something new would need
+    /// logging but the metadata device has failed.
+    ///
+    /// Ordering with [`Shared::start_copy`]: the count goes up before the
+    /// leg masks are read (both `SeqCst`). A write that saw no recovering
+    /// leg was counted before any copy could start; one that takes the lock
+    /// either sees the copy's slot or was counted before the slot went in.
+    pub(crate) fn begin_write(
         &self,
         sector: u64,
         sectors: u64,
+        log: bool,
     ) -> Result<(u32, u64), MetadataFailed> {
+        self.for_buckets(sector, sectors, |b| {
+            b.fetch_add(1, Ordering::SeqCst);
+        });
+        self.host_writes.fetch_add(1, Ordering::Relaxed);
+        if self.logged.load(Ordering::SeqCst) == 0 && self.recovering.load(Ordering::SeqCst) == 0
+        {
+            return Ok((0, 0));
+        }
         let mut st = self.state.lock();
-        let legs = self.out_of_sync.load(Ordering::Relaxed);
+        let regions = self.geometry.regions_of(sector, sectors);
+        for slot in st.copying.iter_mut() {
+            if slot.active && regions.contains(&slot.region) {
+                slot.void = true;
+                slot.raced = true;
+            }
+        }
+        if !log {
+            return Ok((0, 0));
+        }
+        let legs = self.logged.load(Ordering::Relaxed);
         let need = self.set_bits(&mut st, legs, sector, sectors);
         if need > self.committed() && self.meta_failed.load(Ordering::Relaxed) {
+            drop(st);
+            self.end_write(sector, sectors);
             return Err(MetadataFailed);
         }
         Ok((legs, need))
     }
 
-    /// Fractures leg `leg` (a failed write, or on purpose): it leaves the
-    /// in-sync set, the array event count moves on and the legs still in
-    /// sync take the new generation. Returns whether the state changed.
-    fn fracture_locked(&self, st: &mut MetaState, leg: u32) -> bool {
-        if st.sb.leg(leg).state != LegState::InSync {
-            return false;
+    /// Ends what [`Shared::begin_write`] started, once the write completed
+    /// on every leg it was sent to.
+    pub(crate) fn end_write(&self, sector: u64, sectors: u64) {
+        self.for_buckets(sector, sectors, |b| {
+            b.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// Fractures leg `leg` (a failed write, or on purpose when `split`): it
+    /// gets no more writes and its writes are logged. An in-sync leg leaves
+    /// the in-sync set: the array event count moves on and the legs still in
+    /// sync take the new generation. A recovering leg keeps its bits and
+    /// its copies clear nothing. Returns whether the state changed.
+    fn fracture_locked(&self, st: &mut MetaState, leg: u32, split: bool) -> bool {
+        match st.sb.leg(leg).state {
+            LegState::InSync => {
+                st.sb.event += 1;
+                let event = st.sb.event;
+                for l in 0..self.nr_legs {
+                    if l != leg && st.sb.leg(l).state == LegState::InSync {
+                        st.sb.leg_mut(l).generation = event;
+                    }
+                }
+            }
+            LegState::Recovering => self.void_copies(st, leg),
+            LegState::Fractured | LegState::Failed => return false,
         }
-        st.sb.leg_mut(leg).state = LegState::Fractured;
-        st.sb.event += 1;
-        let event = st.sb.event;
-        for l in 0..self.nr_legs {
-            if st.sb.leg(l).state == LegState::InSync {
-                st.sb.leg_mut(l).generation = event;
+        let rec = st.sb.leg_mut(leg);
+        rec.state = LegState::Fractured;
+        rec.split = split;
+        st.sb_seq = st.open_seq;
+        self.logged.fetch_or(1 << leg, Ordering::SeqCst);
+        self.recovering.fetch_and(!(1 << leg), Ordering::SeqCst);
+        true
+    }
+
+    /// Copies to `leg` in flight will clear nothing.
+    fn void_copies(&self, st: &mut MetaState, leg: u32) {
+        for slot in st.copying.iter_mut() {
+            if slot.active && slot.legs & (1 << leg) != 0 {
+                slot.void = true;
             }
         }
+    }
+
+    /// Puts leg `leg` into recovery; `st` locked.
+    fn start_recovery_locked(&self, st: &mut MetaState, leg: u32) {
+        if self.recovering.load(Ordering::Relaxed) == 0 {
+            st.recovered = 0;
+        }
+        let rec = st.sb.leg_mut(leg);
+        rec.state = LegState::Recovering;
+        rec.split = false;
         st.sb_seq = st.open_seq;
-        self.out_of_sync.fetch_or(1 << leg, Ordering::Release);
-        true
+        self.void_copies(st, leg);
+        self.recovering.fetch_or(1 << leg, Ordering::SeqCst);
+        self.logged.fetch_and(!(1 << leg), Ordering::SeqCst);
+    }
+
+    /// `rejoin`: a fractured secondary starts recovery. `Ok(true)` if it
+    /// changed state, `Ok(false)` if it was already recovering. The caller
+    /// commits.
+    pub(crate) fn rejoin(&self, leg: u32) -> Result<bool, LegState> {
+        let mut st = self.state.lock();
+        match st.sb.leg(leg).state {
+            LegState::Fractured | LegState::Failed => {
+                self.start_recovery_locked(&mut st, leg);
+                Ok(true)
+            }
+            LegState::Recovering => Ok(false),
+            LegState::InSync => Err(LegState::InSync),
+        }
+    }
+
+    /// Resume with the legs present: every secondary fractured by a failure
+    /// (not split on request) starts recovery. Returns those legs.
+    pub(crate) fn rejoin_failed(&self) -> u32 {
+        let mut st = self.state.lock();
+        let mut legs = 0;
+        for leg in 1..self.nr_legs {
+            let rec = st.sb.leg(leg);
+            if rec.state == LegState::Fractured && !rec.split {
+                self.start_recovery_locked(&mut st, leg);
+                legs |= 1 << leg;
+            }
+        }
+        legs
+    }
+
+    /// `rebuild`: every region of secondary `leg` is to be copied again.
+    /// The caller commits.
+    pub(crate) fn rebuild(&self, leg: u32) {
+        let mut st = self.state.lock();
+        if st.sb.leg(leg).state == LegState::InSync {
+            // It leaves the in-sync set like a fracture does.
+            self.fracture_locked(&mut st, leg, false);
+        }
+        self.start_recovery_locked(&mut st, leg);
+        self.fill_leg_locked(&mut st, leg);
+    }
+
+    /// Sets every bit of leg `leg`'s bitmap, in the open epoch.
+    fn fill_leg_locked(&self, st: &mut MetaState, leg: u32) {
+        let per_leg = self.layout.bitmap_blocks();
+        let nr_regions = self.geometry.nr_regions();
+        for idx in 0..per_leg {
+            let b = (u64::from(leg) * per_leg + idx) as usize;
+            fill(payload_mut(st.blocks[b].bytes_mut()), idx, nr_regions);
+            st.block_seq[b] = st.open_seq;
+            st.dirty[b] = true;
+        }
+        st.counts[leg as usize] = nr_regions;
+    }
+
+    /// A copy to the recovering legs in `legs` failed: they are fractured
+    /// again (by a failure), their bits stay. Returns whether one changed.
+    pub(crate) fn recovery_failed(&self, legs: u32) -> bool {
+        let mut st = self.state.lock();
+        let mut changed = false;
+        for leg in 1..self.nr_legs {
+            if legs & (1 << leg) != 0 && st.sb.leg(leg).state == LegState::Recovering {
+                changed |= self.fracture_locked(&mut st, leg, false);
+            }
+        }
+        changed
+    }
+
+    /// Secondaries fractured by a failure, for the probe.
+    pub(crate) fn failed_legs(&self) -> u32 {
+        let st = self.state.lock();
+        (1..self.nr_legs)
+            .filter(|&l| st.sb.leg(l).state == LegState::Fractured && !st.sb.leg(l).split)
+            .fold(0, |m, l| m | 1 << l)
+    }
+
+    /// The first region set in leg `leg`'s bitmap.
+    pub(crate) fn first_dirty(&self, leg: u32) -> Option<u64> {
+        self.next_dirty(0, 1 << leg).map(|(r, _)| r)
+    }
+
+    /// The first region at or after `from` set in the bitmap of one of
+    /// `legs` and not being copied, with the legs of `legs` it is set for.
+    pub(crate) fn next_dirty(&self, from: u64, legs: u32) -> Option<(u64, u32)> {
+        let per_leg = self.layout.bitmap_blocks();
+        let nr_regions = self.geometry.nr_regions();
+        let mut region = from;
+        while region < nr_regions {
+            let (idx, mut bit) = bit_position(region);
+            // One bitmap block per lock hold.
+            let st = self.state.lock();
+            loop {
+                let mut best: Option<usize> = None;
+                for leg in 0..self.nr_legs {
+                    if legs & (1 << leg) == 0 {
+                        continue;
+                    }
+                    let b = (u64::from(leg) * per_leg + idx) as usize;
+                    if let Some(found) = next_set_bit(payload(st.blocks[b].bytes()), bit) {
+                        best = Some(best.map_or(found, |x| x.min(found)));
+                    }
+                }
+                let Some(found) = best else { break };
+                let r = idx * BITS_PER_BLOCK + found as u64;
+                if r >= nr_regions {
+                    break;
+                }
+                if st.copying.iter().any(|s| s.active && s.region == r) {
+                    bit = found + 1;
+                    continue;
+                }
+                let mut which = 0;
+                for leg in 0..self.nr_legs {
+                    let b = (u64::from(leg) * per_leg + idx) as usize;
+                    if legs & (1 << leg) != 0 && test_bit(payload(st.blocks[b].bytes()), found) {
+                        which |= 1 << leg;
+                    }
+                }
+                return Some((r, which));
+            }
+            drop(st);
+            region = (idx + 1) * BITS_PER_BLOCK;
+        }
+        None
+    }
+
+    /// Recovery is about to copy `region` to `legs` through slot `slot`.
+    /// If a host write of the region is in flight now, or one starts before
+    /// [`Shared::finish_copy`], the copy will clear nothing.
+    pub(crate) fn start_copy(&self, slot: usize, region: u64, legs: u32) {
+        let mut st = self.state.lock();
+        let busy = self.inflight[(region % WRITE_BUCKETS as u64) as usize].load(Ordering::SeqCst);
+        if let Some(s) = st.copying.get_mut(slot) {
+            *s = CopySlot {
+                active: true,
+                region,
+                legs,
+                void: busy != 0,
+                raced: busy != 0,
+            };
+        }
+    }
+
+    /// The copy in slot `slot` ended; it was written (and the legs flushed)
+    /// to the legs in `ok`. Clears the region's bit for those legs that are
+    /// still recovering, unless the copy was voided. Returns the bits
+    /// cleared. The caller commits.
+    pub(crate) fn finish_copy(&self, slot: usize, ok: u32) -> u64 {
+        let per_leg = self.layout.bitmap_blocks();
+        let mut st = self.state.lock();
+        let Some(s) = st.copying.get_mut(slot) else {
+            return 0;
+        };
+        let done = *s;
+        *s = CopySlot::default();
+        if !done.active {
+            return 0;
+        }
+        if done.void {
+            if done.raced {
+                self.stats.copies_redone.fetch_add(1, Ordering::Relaxed);
+            }
+            return 0;
+        }
+        let (idx, bit) = bit_position(done.region);
+        let mut cleared = 0;
+        for leg in 1..self.nr_legs {
+            if ok & done.legs & (1 << leg) == 0 || st.sb.leg(leg).state != LegState::Recovering {
+                continue;
+            }
+            let b = (u64::from(leg) * per_leg + idx) as usize;
+            // No new epoch: clearing a bit is never waited for, and a later
+            // set of it stamps the block again.
+            if clear_bit(payload_mut(st.blocks[b].bytes_mut()), bit) {
+                st.dirty[b] = true;
+                st.counts[leg as usize] -= 1;
+                cleared += 1;
+            }
+        }
+        st.recovered += cleared;
+        self.stats.regions_copied.fetch_add(cleared, Ordering::Relaxed);
+        cleared
+    }
+
+    /// Recovering legs with no bit left and no copy in flight are in sync
+    /// again: they take the current generation. Returns them.
+    pub(crate) fn complete_recovered(&self) -> u32 {
+        let mut st = self.state.lock();
+        let mut done = 0;
+        for leg in 1..self.nr_legs {
+            if st.sb.leg(leg).state != LegState::Recovering
+                || st.counts[leg as usize] != 0
+                || st.copying.iter().any(|s| s.active && s.legs & (1 << leg) != 0)
+            {
+                continue;
+            }
+            let event = st.sb.event;
+            let rec = st.sb.leg_mut(leg);
+            rec.state = LegState::InSync;
+            rec.split = false;
+            rec.generation = event;
+            st.sb_seq = st.open_seq;
+            self.recovering.fetch_and(!(1 << leg), Ordering::SeqCst);
+            done |= 1 << leg;
+        }
+        done
     }
 
     /// A write to the secondaries in `legs` failed: fracture them and log
@@ -421,7 +794,7 @@ impl Shared {
         let mut st = self.state.lock();
         let mut changed = false;
         for leg in 1..self.nr_legs {
-            if legs & (1 << leg) != 0 && self.fracture_locked(&mut st, leg) {
+            if legs & (1 << leg) != 0 && self.fracture_locked(&mut st, leg, false) {
                 crate::dm_warn!(
                     "leg {} failed a write: fractured, its changes are logged",
                     leg
@@ -433,11 +806,12 @@ impl Shared {
         (need, changed)
     }
 
-    /// Splits in-sync secondary `leg` on purpose. The caller commits.
+    /// Splits secondary `leg` (in sync or recovering) on purpose. The
+    /// caller commits.
     pub(crate) fn fracture(&self, leg: u32) -> Result<(), LegState> {
         let mut st = self.state.lock();
         let state = st.sb.leg(leg).state;
-        if self.fracture_locked(&mut st, leg) {
+        if self.fracture_locked(&mut st, leg, true) {
             Ok(())
         } else {
             Err(state)
@@ -474,6 +848,7 @@ impl Shared {
             let nr = self.layout.fracture_block(leg, b as u64 % per_leg);
             seal(buf.bytes_mut(), BlockType::FractureBitmap, nr, &uuid);
             result = self.io.write(&self.dev, nr * SECTORS_PER_BLOCK, &buf, true);
+            self.stats.metadata_writes.fetch_add(1, Ordering::Relaxed);
             if result.is_err() {
                 self.state.lock().dirty[b] = true;
                 break;
@@ -499,6 +874,7 @@ impl Shared {
             if let Some(sb) = sb {
                 sb.encode(buf.bytes_mut());
                 result = self.io.write(&self.dev, 0, &buf, true);
+                self.stats.metadata_writes.fetch_add(1, Ordering::Relaxed);
                 if result.is_err() {
                     let mut st = self.state.lock();
                     st.sb_seq = st.sb_seq.max(1);
@@ -532,7 +908,7 @@ fn read_verified(
     kind: BlockType,
     uuid: &[u8; 16],
     b: &mut Block,
-) -> Result<(), CtrError> {
+) -> Result<(), LoadError> {
     io.read(dev, nr * SECTORS_PER_BLOCK, b).map_err(|e| {
         crate::dm_err!(
             "cannot read metadata block {} of {} ({:?})",
@@ -540,27 +916,32 @@ fn read_verified(
             dev.name(),
             e
         );
-        CtrError {
+        LoadError {
             reason: c_str!("metadata read error"),
             errno: e,
         }
     })?;
-    verify(b.bytes(), kind, nr, Some(uuid)).map_err(|e: FormatError| {
+    verify(b.bytes(), kind, nr, Some(uuid)).map_err(|e| {
         crate::dm_err!(
             "metadata device {}: {}; refusing it (fracturectl repair can rebuild it)",
             dev.name(),
             e
         );
-        ctr_err(c_str!("corrupt metadata"))
+        LoadError {
+            reason: c_str!("corrupt metadata"),
+            errno: EINVAL,
+        }
     })
 }
 
-/// Writes an empty layout: zero bitmaps, then the superblock.
+/// Writes a new layout: the bitmaps (all set for a leg that starts
+/// recovering, else empty), then the superblock.
 fn format(
     io: &IoClient,
     dev: &Dev,
     layout: &Layout,
     sb: &Superblock,
+    geometry: &Geometry,
     buf: &mut Block,
 ) -> Result<(), CtrError> {
     let err = |e: Error| {
@@ -574,6 +955,9 @@ fn format(
         for idx in 0..layout.bitmap_blocks() {
             let nr = layout.fracture_block(leg, idx);
             buf.bytes_mut().fill(0);
+            if sb.leg(leg).state == LegState::Recovering {
+                fill(payload_mut(buf.bytes_mut()), idx, geometry.nr_regions());
+            }
             seal(buf.bytes_mut(), BlockType::FractureBitmap, nr, &sb.uuid);
             io.write(dev, nr * SECTORS_PER_BLOCK, buf, true)
                 .map_err(err)?;

@@ -3,24 +3,26 @@
 //! The `fracture` target: a primary and 1..8 secondary legs kept identical
 //! by synchronous mirroring.
 //!
-//! Writes go to every in-sync leg at once and complete when all legs have
-//! answered; reads go to the primary. A secondary that fails a write, or is
-//! split with the `fracture` message, becomes *fractured*: it gets no more
-//! writes and every region written from then on is set in its fracture
-//! bitmap on the metadata device, durably before the host's write completes
-//! (see `metadata`). Flushes, discards and write-zeroes are duplicated by dm
-//! core, one copy per leg (`num_*_bios = nr_legs`).
+//! Writes go to every in-sync or recovering leg at once and complete when
+//! all legs have answered; reads go to the primary. A secondary that fails a
+//! write, or is split with the `fracture` message, becomes *fractured*: it
+//! gets no more writes and every region written from then on is set in its
+//! fracture bitmap on the metadata device, durably before the host's write
+//! completes (see `metadata`). A rejoined leg is *recovering*: the recovery
+//! thread (see `recovery`) copies its set regions from the primary. Flushes,
+//! discards and write-zeroes are fanned out like writes, so that a leg that
+//! fails one is fractured durably before the host's bio completes.
 
 mod metadata;
+mod recovery;
 
-use crate::dm::bio::{BioKind, BioSet, BlkStatus, FanTarget, Op};
+use crate::dm::bio::{BioSet, BlkStatus, FanTarget, Op};
 use crate::dm::device::Dev;
 use crate::dm::kthread::{KThread, ThreadCtx, Waker};
 use crate::dm::status::{Emitter, StatusType};
 use crate::dm::target::{
     BioStack, CtrError, DeviceVisitor, HeldBio, MapBio, MapResult, Target, TargetCtx,
 };
-use crate::format::LegState;
 use crate::message::Message;
 use crate::region::Geometry;
 use crate::table::{find_duplicate, Features, TableArgs};
@@ -31,6 +33,7 @@ use kernel::c_str;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use metadata::Shared;
+use recovery::{recovery_thread, Recovery};
 
 /// One leg: a device and the bio set its clones come from.
 struct Leg {
@@ -40,12 +43,16 @@ struct Leg {
 
 /// A `fracture` target instance.
 pub(crate) struct Fracture {
-    /// Commits metadata and ends bios that wait for it. Declared first so
-    /// that it is stopped before the rest is dropped.
+    /// Copies regions to recovering legs. Declared first so that it is
+    /// stopped (with no copy in flight) before the rest is dropped.
+    _recovery_thread: KThread<Recovery>,
+    rec_waker: Waker,
+    recovery: Arc<Recovery>,
+    /// Commits metadata and ends bios that wait for it.
     _thread: KThread<Shared>,
     waker: Waker,
     shared: Arc<Shared>,
-    legs: KVec<Leg>,
+    legs: Arc<KVec<Leg>>,
     metadata_name: KVec<u8>,
     features: Features,
     /// The metadata is re-read at the first resume (see `Shared::reload`).
@@ -59,6 +66,25 @@ pub(crate) struct PerBio {
     need: AtomicU64,
     /// Legs whose clone failed (set before handing the bio to the thread).
     failed: AtomicU32,
+    /// Length of the range counted by `Shared::begin_write` (0: none), and
+    /// its start, for `Shared::end_write`.
+    tracked_sectors: AtomicU64,
+    tracked_sector: AtomicU64,
+}
+
+impl PerBio {
+    fn track(&self, sector: u64, sectors: u64) {
+        self.tracked_sector.store(sector, Ordering::Relaxed);
+        self.tracked_sectors.store(sectors, Ordering::Relaxed);
+    }
+
+    /// The counted range, once.
+    fn take_tracked(&self) -> Option<(u64, u64)> {
+        match self.tracked_sectors.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some((self.tracked_sector.load(Ordering::Relaxed), n)),
+        }
+    }
 }
 
 impl Fracture {
@@ -67,7 +93,7 @@ impl Fracture {
     }
 
     /// Legs that receive a write: the primary always (its failure fails the
-    /// write), the secondaries not in `logged` (those out of sync, whose
+    /// write), the secondaries not in `logged` (the fractured ones, whose
     /// bitmaps record the write instead).
     fn write_targets(&self, logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
         self.legs
@@ -99,14 +125,6 @@ impl Fracture {
         }
     }
 
-    /// A secondary failed a flush, discard or write-zeroes outside the
-    /// write path: fracture it. Any context: the thread does the work.
-    fn secondary_failed(&self, leg: usize) {
-        if self.shared.out_of_sync.load(Ordering::Acquire) & (1 << leg) == 0 {
-            self.shared.note_failed(1 << leg);
-            self.waker.wake();
-        }
-    }
 }
 
 /// The metadata thread: fractures legs whose writes failed, commits the
@@ -119,7 +137,11 @@ fn metadata_thread(shared: &Shared, ctx: &ThreadCtx) {
         for bio in shared.deferred.take_all() {
             let pb = bio.per_bio();
             let failed = pb.failed.load(Ordering::Relaxed);
-            if failed & !1 != 0 {
+            if failed & !1 != 0 && bio.kind().preflush {
+                // A failed flush may have lost any earlier write: every
+                // region of the leg is marked (by `fracture_noted` below).
+                shared.note_failed(failed & !1);
+            } else if failed & !1 != 0 {
                 let (need, ch) = shared.leg_write_failed(failed & !1, bio.sector(), bio.sectors());
                 pb.need.fetch_max(need, Ordering::Relaxed);
                 changed |= ch;
@@ -208,7 +230,7 @@ impl Target for Fracture {
     type PerBio = PerBio;
 
     const NAME: &'static CStr = c_str!("fracture");
-    const VERSION: [u32; 3] = [0, 2, 0];
+    const VERSION: [u32; 3] = [0, 3, 0];
 
     fn new(ti: &mut TargetCtx<'_>, args: &[&CStr]) -> Result<KBox<Self>, CtrError> {
         let mut words = KVec::with_capacity(args.len(), GFP_KERNEL)?;
@@ -235,16 +257,33 @@ impl Target for Fracture {
         let mut metadata_name = KVec::new();
         metadata_name.extend_from_slice(metadata.name().as_bytes(), GFP_KERNEL)?;
         let n = legs.len() as u32;
-        let shared = Shared::open(metadata, geometry, n, ti.event_raiser())?;
+        let legs = Arc::new(legs, GFP_KERNEL)?;
+        let shared = Shared::open(metadata, geometry, n, t.features.nosync, ti.event_raiser())?;
         let thread = KThread::spawn(kernel::fmt!("kfracture"), shared.clone(), metadata_thread)?;
         let waker = thread.waker();
+        let recovery = Recovery::new(
+            shared.clone(),
+            legs.clone(),
+            t.features.recovery_rate,
+            t.features.probe_interval,
+        )?;
+        let rec_thread = KThread::spawn(
+            kernel::fmt!("kfracture_rec"),
+            recovery.clone(),
+            recovery_thread,
+        )?;
+        let rec_waker = rec_thread.waker();
 
-        ti.set_num_flush_bios(n);
-        ti.set_num_discard_bios(n);
-        ti.set_num_write_zeroes_bios(n);
+        // One bio each: `map` fans them out to the legs itself.
+        ti.set_num_flush_bios(1);
+        ti.set_num_discard_bios(1);
+        ti.set_num_write_zeroes_bios(1);
 
         Ok(KBox::new(
             Self {
+                _recovery_thread: rec_thread,
+                rec_waker,
+                recovery,
                 _thread: thread,
                 waker,
                 shared,
@@ -261,30 +300,51 @@ impl Target for Fracture {
         let kind = bio.kind();
         match kind.op {
             Op::Read => bio.remap(&self.legs[0].dev),
-            Op::Write if kind.preflush => self.map_copy(bio, kind),
-            Op::Write => {
-                let (logged, need) = if self.shared.out_of_sync.load(Ordering::Acquire) == 0 {
-                    (0, 0)
-                } else {
-                    match self.shared.log_write(bio.sector(), bio.sectors()) {
-                        Ok(v) => v,
-                        // Cannot be logged: fail it rather than acknowledge
-                        // a write some leg silently misses.
-                        Err(_) => return bio.end(BlkStatus::IOERR),
-                    }
-                };
-                bio.per_bio().need.store(need, Ordering::Relaxed);
+            // An empty flush (dm core strips REQ_PREFLUSH from data bios):
+            // every leg that gets writes gets it.
+            Op::Write if kind.preflush => {
+                let logged = self.shared.logged.load(Ordering::Acquire);
                 bio.fan_out(self.write_targets(logged))
             }
-            Op::Discard | Op::WriteZeroes | Op::SecureErase => self.map_copy(bio, kind),
+            Op::Write | Op::Discard | Op::WriteZeroes | Op::SecureErase => {
+                let (sector, sectors) = (bio.sector(), bio.sectors());
+                let (logged, need) = match self.shared.begin_write(sector, sectors, true) {
+                    Ok(v) => v,
+                    // Cannot be logged: fail it rather than acknowledge a
+                    // write some leg silently misses.
+                    Err(_) => return bio.end(BlkStatus::IOERR),
+                };
+                let pb = bio.per_bio();
+                pb.need.store(need, Ordering::Relaxed);
+                pb.track(sector, sectors);
+                if kind.op == Op::Discard {
+                    // Discard promises nothing about the data: a leg that
+                    // cannot discard is left as it is and stays in sync.
+                    bio.fan_out(
+                        self.write_targets(logged)
+                            .filter(|t| t.dev.supports_discard()),
+                    )
+                } else {
+                    bio.fan_out(self.write_targets(logged))
+                }
+            }
             Op::Other(_) => bio.end(BlkStatus::NOTSUPP),
         }
     }
 
     fn fanout_done(&self, bio: HeldBio<Self>, failed: u32) {
         let pb = bio.per_bio();
+        if let Some((sector, sectors)) = pb.take_tracked() {
+            self.shared.end_write(sector, sectors);
+        }
         if failed & 1 != 0 {
-            self.primary_failed("write");
+            let kind = bio.kind();
+            self.primary_failed(match kind.op {
+                Op::Write if kind.preflush => "flush",
+                Op::Write => "write",
+                Op::Discard => "discard",
+                _ => "write-zeroes",
+            });
         }
         if failed & !1 == 0 && pb.need.load(Ordering::Relaxed) <= self.shared.committed() {
             bio.end(if failed & 1 != 0 {
@@ -298,41 +358,6 @@ impl Target for Fracture {
         self.defer(bio);
     }
 
-    fn end_io(&self, kind: BioKind, _per_bio: &PerBio, status: &mut BlkStatus) {
-        // Copies made by dm core: a failed secondary must not fail the
-        // host's flush or discard, only itself.
-        let copy =
-            kind.preflush || matches!(kind.op, Op::Discard | Op::WriteZeroes | Op::SecureErase);
-        if !copy || status.is_ok() {
-            return;
-        }
-        let leg = kind.target_bio_nr as usize;
-        if leg >= self.nr_legs() {
-            return;
-        }
-        if leg == 0 {
-            self.primary_failed(if kind.preflush { "flush" } else { "discard" });
-            return;
-        }
-        // Discard promises nothing about the data, so a secondary that
-        // cannot discard is still in sync; anything else it missed is not.
-        // The whole leg is then suspect: it is fractured (its later writes
-        // are logged); what it lost before is for verify to find.
-        if !(kind.op == Op::Discard && *status == BlkStatus::NOTSUPP) {
-            crate::dm_warn!(
-                "leg {} failed a {}",
-                leg,
-                if kind.preflush {
-                    "flush"
-                } else {
-                    "discard or write-zeroes"
-                }
-            );
-            self.secondary_failed(leg);
-        }
-        *status = BlkStatus::OK;
-    }
-
     fn status(&self, kind: StatusType, out: &mut Emitter<'_>) {
         // The emitter truncates like DMEMIT; errors cannot happen.
         let _ = match kind {
@@ -342,7 +367,7 @@ impl Target for Fracture {
         };
     }
 
-    fn message(&self, args: &[&CStr], _out: &mut Emitter<'_>) -> Result {
+    fn message(&self, args: &[&CStr], out: &mut Emitter<'_>) -> Result {
         let mut words = [""; 4];
         if args.len() > words.len() {
             crate::dm_err!("message has too many words ({})", args.len());
@@ -359,21 +384,26 @@ impl Target for Fracture {
             Message::Fracture(leg) => {
                 if let Err(state) = self.shared.fracture(leg) {
                     crate::dm_err!(
-                        "cannot fracture leg {}: it is {}, not in sync",
+                        "cannot fracture leg {}: it is {}, not in sync or recovering",
                         leg,
                         state.name()
                     );
                     return Err(EINVAL);
                 }
-                let ok = self.shared.commit().seq.is_some();
-                self.shared.raise_event();
-                if !ok {
-                    crate::dm_err!(
-                        "leg {} fractured in memory but the metadata write failed",
-                        leg
+                // What the leg acknowledged so far must survive its power
+                // loss: the host's later flushes no longer reach it. If the
+                // flush fails, any earlier write may be lost: every region
+                // is marked.
+                if let Err(e) = self.legs[leg as usize].dev.flush() {
+                    crate::dm_warn!(
+                        "leg {} failed the flush that ends its in-sync life ({:?}): every region marked out of sync",
+                        leg,
+                        e
                     );
-                    return Err(EIO);
+                    self.shared.note_failed(1 << leg);
+                    self.shared.fracture_noted();
                 }
+                self.commit_change(leg, "fractured")?;
                 crate::dm_info!(
                     "leg {} ({}) fractured on request: it keeps its current contents, changes are logged",
                     leg,
@@ -381,30 +411,102 @@ impl Target for Fracture {
                 );
                 Ok(())
             }
-            Message::Rejoin(leg) => {
-                let state = self.shared.leg_state(leg);
-                if state == LegState::InSync {
+            Message::Rejoin(leg) => match self.shared.rejoin(leg) {
+                Err(_) => {
                     crate::dm_err!("leg {} is already in sync", leg);
-                    return Err(EINVAL);
+                    Err(EINVAL)
                 }
+                Ok(changed) => {
+                    if changed {
+                        self.commit_change(leg, "rejoined")?;
+                    }
+                    let to_copy = self.shared.state.lock().counts[leg as usize];
+                    self.recovery.kick(&self.rec_waker, 1 << leg);
+                    crate::dm_info!(
+                        "leg {} ({}) {}: {} regions to copy from the primary",
+                        leg,
+                        self.legs[leg as usize].dev.name(),
+                        if changed {
+                            "rejoined"
+                        } else {
+                            "already recovering, restarted"
+                        },
+                        to_copy
+                    );
+                    Ok(())
+                }
+            },
+            Message::Rebuild(leg) => {
+                self.shared.rebuild(leg);
+                self.commit_change(leg, "set for rebuild")?;
+                self.recovery.kick(&self.rec_waker, 1 << leg);
                 crate::dm_info!(
-                    "leg {}: rejoin accepted; it stays {} until resync is available (recovery thread)",
+                    "leg {} ({}): full rebuild from the primary started",
                     leg,
-                    state.name()
+                    self.legs[leg as usize].dev.name()
+                );
+                Ok(())
+            }
+            Message::RecoveryRate(rate) => {
+                self.recovery.rate.store(rate, Ordering::Relaxed);
+                self.recovery.kick(&self.rec_waker, 0);
+                Ok(())
+            }
+            Message::Stats => {
+                let s = &self.shared.stats;
+                let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                // The emitter truncates; a short reply is all that can go
+                // wrong.
+                let _ = write!(
+                    out,
+                    "regions_copied={} copies_redone={} copy_read_errors={} copy_write_errors={} probes={} probes_ok={} metadata_writes={} host_writes={}",
+                    get(&s.regions_copied),
+                    get(&s.copies_redone),
+                    get(&s.copy_read_errors),
+                    get(&s.copy_write_errors),
+                    get(&s.probes),
+                    get(&s.probes_ok),
+                    get(&s.metadata_writes),
+                    get(&self.shared.host_writes),
                 );
                 Ok(())
             }
         }
     }
 
+    fn presuspend(&self) {
+        // No copy may run while suspended (the table may be replaced).
+        self.recovery.pause(&self.rec_waker);
+    }
+
+    fn presuspend_undo(&self) {
+        self.recovery.unpause(&self.rec_waker);
+    }
+
     fn preresume(&self) -> Result {
-        // Only the first resume: later, memory is what was committed.
-        if self.first_resume.swap(false, Ordering::AcqRel) {
-            self.shared.reload()?;
+        // Only the first resume: later, memory is what was committed. A
+        // failed load is tried again at the next resume.
+        if self.first_resume.load(Ordering::Acquire) {
+            self.shared.load().map_err(|e| e.errno)?;
+            self.first_resume.store(false, Ordering::Release);
         }
+        // Resuming with the legs present retries the failed ones.
+        let legs = self.shared.rejoin_failed();
+        if legs != 0 {
+            crate::dm_info!(
+                "resume: legs {:#x}, fractured by a failure, start recovery",
+                legs
+            );
+            self.recovery.kick(&self.rec_waker, legs);
+        }
+        self.recovery.stalled.store(0, Ordering::SeqCst);
         self.shared.kick();
         self.waker.wake();
         Ok(())
+    }
+
+    fn resume(&self) {
+        self.recovery.unpause(&self.rec_waker);
     }
 
     fn iterate_devices(&self, visit: &mut DeviceVisitor<'_>) -> c_int {
@@ -419,33 +521,19 @@ impl Target for Fracture {
 }
 
 impl Fracture {
-    /// A copy dm core made of a flush, discard or write-zeroes for one leg.
-    fn map_copy(&self, bio: MapBio<'_, Self>, kind: BioKind) -> MapResult {
-        let leg = kind.target_bio_nr as usize;
-        let Some(l) = self.legs.get(leg) else {
-            return bio.kill();
-        };
-        if leg != 0 && self.shared.out_of_sync.load(Ordering::Acquire) & (1 << leg) != 0 {
-            // A fractured secondary gets nothing; for write-zeroes its
-            // bitmap must record the change instead.
-            if matches!(kind.op, Op::WriteZeroes | Op::SecureErase | Op::Discard) {
-                match self.shared.log_write(bio.sector(), bio.sectors()) {
-                    Ok((_, need)) if need <= self.shared.committed() => {
-                        return bio.end(BlkStatus::OK)
-                    }
-                    Ok((_, need)) => {
-                        bio.per_bio().need.store(need, Ordering::Relaxed);
-                        return bio.fan_out(core::iter::empty());
-                    }
-                    Err(_) => return bio.end(BlkStatus::IOERR),
-                }
-            }
-            return bio.end(BlkStatus::OK);
+    /// Commits a leg state change made by a message and raises the event.
+    fn commit_change(&self, leg: u32, what: &str) -> Result {
+        let ok = self.shared.commit().seq.is_some();
+        self.shared.raise_event();
+        if !ok {
+            crate::dm_err!(
+                "leg {} {} in memory but the metadata write failed",
+                leg,
+                what
+            );
+            return Err(EIO);
         }
-        if matches!(kind.op, Op::Discard) && !l.dev.supports_discard() {
-            return bio.end(BlkStatus::OK);
-        }
-        bio.remap(&l.dev)
+        Ok(())
     }
 
     /// `<nr_legs> <health> <primary_leg> <in_sync>/<regions>... <intent_regions>
@@ -468,13 +556,34 @@ impl Fracture {
         for i in 0..n {
             write!(out, " {}/{}", regions.saturating_sub(st.counts[i]), regions)?;
         }
+        let recovering = self.shared.recovering.load(Ordering::Acquire);
+        let left: u64 = (0..n)
+            .filter(|i| recovering & (1 << i) != 0)
+            .map(|i| st.counts[i])
+            .sum();
+        let done = st.recovered;
         drop(st);
+        write!(out, " 0 ")?;
+        if recovering == 0 {
+            out.write_str("idle")?;
+        } else {
+            let stalled = self.recovery.stalled.load(Ordering::Acquire) & recovering;
+            out.write_str(if stalled != 0 { "stalled:" } else { "recovering:" })?;
+            let mut first = true;
+            for i in 0..n {
+                if recovering & (1 << i) != 0 {
+                    write!(out, "{}{}", if first { "" } else { "," }, i)?;
+                    first = false;
+                }
+            }
+            write!(out, ":{}/{}", done, done + left)?;
+        }
         let meta = if self.shared.meta_failed.load(Ordering::Acquire) {
             "fail"
         } else {
             "rw"
         };
-        write!(out, " 0 idle {}", meta)
+        write!(out, " {}", meta)
     }
 
     /// The table line, devices as `major:minor`.
@@ -490,9 +599,13 @@ impl Fracture {
         for leg in self.legs.iter() {
             write!(out, " {}", leg.dev.name())?;
         }
-        if !self.features.is_default() {
-            write!(out, " {}", self.features.nr_words())?;
-            self.features.write(out)?;
+        // The rate as it is now: a `recovery_rate` message survives a
+        // reload of the printed line.
+        let mut features = self.features;
+        features.recovery_rate = self.recovery.rate.load(Ordering::Relaxed);
+        if !features.is_default() {
+            write!(out, " {}", features.nr_words())?;
+            features.write(out)?;
         }
         Ok(())
     }

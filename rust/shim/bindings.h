@@ -8,6 +8,7 @@
 #include <linux/bio.h>
 #include <linux/blk_types.h>
 #include <linux/blkdev.h>
+#include <linux/delay.h>
 #include <linux/device-mapper.h>
 
 #include "helpers.h"

@@ -2,12 +2,14 @@
 /*
  * dm-fracture C shim, see helpers.h.
  */
+#include <linux/dm-kcopyd.h>
 #include <linux/jiffies.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/random.h>
 #include <linux/printk.h>
 #include <linux/slab.h>
+#include <linux/timekeeping.h>
 
 #include "helpers.h"
 
@@ -194,4 +196,47 @@ int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
 void fracture_random(void *buf, size_t len)
 {
 	get_random_bytes(buf, len);
+}
+
+/* The task running this code (a kthread, for its own wakers). */
+struct task_struct *fracture_current(void)
+{
+	return current;
+}
+
+struct dm_kcopyd_client *fracture_kcopyd_create(void)
+{
+	struct dm_kcopyd_client *kc = dm_kcopyd_client_create(NULL);
+
+	return IS_ERR(kc) ? NULL : kc;
+}
+
+/*
+ * Copy @count sectors at @sector of @from to the same sector of each of the
+ * @ndests (1..DM_KCOPYD_MAX_REGIONS) devices in @dests; @fn(@context) runs
+ * in kcopyd's worker when done.
+ */
+void fracture_kcopyd_copy(struct dm_kcopyd_client *kc, struct block_device *from,
+			  sector_t sector, sector_t count, unsigned int ndests,
+			  struct block_device **dests,
+			  void (*fn)(int read_err, unsigned long write_err, void *context),
+			  void *context)
+{
+	struct dm_io_region src = { .bdev = from, .sector = sector, .count = count };
+	struct dm_io_region dst[DM_KCOPYD_MAX_REGIONS];
+	unsigned int i;
+
+	if (WARN_ON_ONCE(ndests == 0 || ndests > DM_KCOPYD_MAX_REGIONS))
+		ndests = ndests ? DM_KCOPYD_MAX_REGIONS : 1;
+	for (i = 0; i < ndests; i++) {
+		dst[i].bdev = dests[i];
+		dst[i].sector = sector;
+		dst[i].count = count;
+	}
+	dm_kcopyd_copy(kc, &src, ndests, dst, 0, fn, context);
+}
+
+u64 fracture_now_ns(void)
+{
+	return ktime_get_ns();
 }

@@ -11,6 +11,7 @@
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
+#include <linux/dm-kcopyd.h>
 #include <linux/sched.h>
 
 void fracture_log(int level, const char *msg, size_t len);
@@ -45,5 +46,14 @@ int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
 			sector_t sector, unsigned int sectors, void *buf, bool write,
 			bool fua);
 void fracture_random(void *buf, size_t len);
+
+struct task_struct *fracture_current(void);
+u64 fracture_now_ns(void);
+struct dm_kcopyd_client *fracture_kcopyd_create(void);
+void fracture_kcopyd_copy(struct dm_kcopyd_client *kc, struct block_device *from,
+			  sector_t sector, sector_t count, unsigned int ndests,
+			  struct block_device **dests,
+			  void (*fn)(int read_err, unsigned long write_err, void *context),
+			  void *context);
 
 #endif

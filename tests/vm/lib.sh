@@ -45,11 +45,34 @@ sectors() {
 	blockdev --getsz "$1"
 }
 
-# fracture_table <len> <meta> <region> <leg>... : prints a table line.
+# fracture_table <len> <meta> <region> <leg>... : prints a table line with
+# `nosync`: every case starts on wiped (all-zero, so identical) legs. Cases
+# about the initial sync write their own lines.
 fracture_table() {
 	local len=$1 meta=$2 region=$3
 	shift 3
-	echo "0 $len fracture $meta $region $# $*"
+	echo "0 $len fracture $meta $region $# $* 1 nosync"
+}
+
+# wait_health <dev> <health> [seconds]: poll until the health field is
+# <health> (fails after the timeout, default 120 s).
+wait_health() {
+	local dev=$1 want=$2 limit=${3:-120} i
+	for ((i = 0; i < limit * 10; i++)); do
+		[ "$(health_of "$dev")" = "$want" ] && return 0
+		sleep 0.1
+	done
+	fail "$dev: health '$(health_of "$dev")' after ${limit}s, expected '$want' (status: $(status_of "$dev"))"
+}
+
+# stat_of <dev> <name>: a counter from the `stats` message.
+stat_of() {
+	dmsetup message "$1" 0 stats | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+# count_words "<a b c>": number of words.
+count_words() {
+	wc -w <<<"$1" | tr -d ' '
 }
 
 # create <name> <table line>
@@ -70,6 +93,11 @@ health_of() {
 # Field <n> (1-based) of the target's own status words.
 status_field() {
 	dmsetup status "$1" | awk -v n="$2" '{ print $(n + 3) }'
+}
+
+# The recovery field of the status line (second to last).
+recovery_of() {
+	dmsetup status "$1" | awk '{ print $(NF - 1) }'
 }
 
 table_of() {

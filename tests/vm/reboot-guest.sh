@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Runs inside a guest with three file-backed disks (see run.sh): phase 1
-# fractures a leg and logs writes, phase 2 (after a reboot) checks that the
-# same table comes back with the same fractured leg and the same bits.
+# Runs inside a guest with six file-backed disks (see run.sh), in two boots
+# with no clean shutdown of the mirrors in between (the guest goes down with
+# them active, like a crash after the writes were acknowledged):
+#
+# - mirror rb (disks 0-2): phase 1 splits leg 1 and logs writes; phase 2
+#   checks that the same table comes back with the same split leg and bits.
+# - mirror rc (disks 3-5): phase 1 splits leg 1, writes, rejoins it
+#   with a slow recovery rate and goes down in the middle of the recovery;
+#   phase 2 checks that recovery continues from the durable bits (copies
+#   exactly what is left, not everything) and ends with identical legs.
 set -euo pipefail
 export DM_DISABLE_UDEV=1
 phase=$1 results=$2
@@ -9,12 +16,18 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 insmod "$top/dm_fracture.ko"
 # vng attaches --disk files over virtio-blk (vda..), older versions over
 # virtio-scsi (sda..).
-if [ -b /dev/vda ]; then disks=(/dev/vda /dev/vdb /dev/vdc); else disks=(/dev/sda /dev/sdb /dev/sdc); fi
+if [ -b /dev/vda ]; then p=/dev/vd; else p=/dev/sd; fi
+disks=("${p}a" "${p}b" "${p}c" "${p}d" "${p}e" "${p}f")
 for d in "${disks[@]}"; do [ -b "$d" ] || { echo "missing $d" | tee "$results/reboot-error"; exit 1; }; done
+bits() { sync; echo 3 >/proc/sys/vm/drop_caches; python3 "$top/tests/vm/bitmap.py" "$1" 1; }
+stat_of() { dmsetup message "$1" 0 stats | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
 meta=${disks[0]}
 len=$(blockdev --getsz "${disks[1]}")
-table="0 $len fracture $meta 256 2 ${disks[1]} ${disks[2]}"
+table="0 $len fracture $meta 256 2 ${disks[1]} ${disks[2]} 1 nosync"
 dmsetup create rb --table "$table"
+rc_meta=${disks[3]}
+rc_table="0 $len fracture $rc_meta 256 2 ${disks[4]} ${disks[5]} 3 nosync recovery_rate 256"
 case $phase in
 1)
 	dmsetup message rb 0 fracture 1
@@ -22,15 +35,44 @@ case $phase in
 		dd if=/dev/urandom of=/dev/mapper/rb bs=512 seek=$s count=8 oflag=direct status=none
 	done
 	dmsetup status rb | cut -d' ' -f4- >"$results/reboot-status-1"
-	python3 "$top/tests/vm/bitmap.py" "$meta" 1 >"$results/reboot-bits-1"
-	# No remove: the guest goes down with the device active, like a crash
-	# after the writes were acknowledged.
+	bits "$meta" >"$results/reboot-bits-1"
+
+	dmsetup create rc --table "$rc_table"
+	dmsetup message rc 0 fracture 1
+	# 64 regions of 128 KiB written, every other one.
+	for i in $(seq 0 2 127); do
+		dd if=/dev/urandom of=/dev/mapper/rc bs=128k seek="$i" count=1 oflag=direct status=none
+	done
+	bits "$rc_meta" | wc -w >"$results/reboot-rc-logged-1"
+	dmsetup message rc 0 rejoin 1
+	sleep 3
+	dmsetup status rc | cut -d' ' -f4- >"$results/reboot-rc-status-1"
 	sync
 	;;
 2)
 	dmsetup status rb | cut -d' ' -f4- >"$results/reboot-status-2"
-	python3 "$top/tests/vm/bitmap.py" "$meta" 1 >"$results/reboot-bits-2"
+	bits "$meta" >"$results/reboot-bits-2"
 	dmsetup remove rb
+
+	# What the reboot left: the copies already done are not done again.
+	left=$(bits "$rc_meta" | wc -w)
+	dmsetup create rc --table "$rc_table"
+	dmsetup status rc | cut -d' ' -f4- >"$results/reboot-rc-status-2"
+	dmsetup message rc 0 recovery_rate 0
+	for _ in $(seq 600); do
+		[ "$(dmsetup status rc | awk '{ print $5 }')" = AA ] && break
+		sleep 0.1
+	done
+	echo "$(dmsetup status rc | awk '{ print $5 }') $left $(stat_of rc regions_copied) $(bits "$rc_meta" | wc -w)" \
+		>"$results/reboot-rc-end"
+	dmsetup remove rc
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	if cmp -n $((len * 512)) "${disks[4]}" "${disks[5]}"; then
+		echo same >"$results/reboot-rc-cmp"
+	else
+		echo differ >"$results/reboot-rc-cmp"
+	fi
 	;;
 esac
 echo "phase $phase done"

@@ -183,7 +183,14 @@ pub struct LegRecord {
     /// primary. A leg whose generation is below the superblock's event count
     /// missed writes and must never be a copy source.
     pub generation: u64,
+    /// Fractured on request (`fracture` message), not by a failure: a
+    /// point-in-time copy that is only resynchronised when asked to
+    /// (`rejoin`), never automatically on resume or by the probe.
+    pub split: bool,
 }
+
+/// Leg record flag (byte 1): fractured on request.
+pub const LEG_FLAG_SPLIT: u8 = 1;
 
 /// The superblock, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -459,6 +466,45 @@ pub fn count_ones(payload: &[u8]) -> u64 {
     payload.iter().map(|b| u64::from(b.count_ones())).sum()
 }
 
+/// The first set bit at or after `from` in a bitmap payload.
+pub fn next_set_bit(payload: &[u8], from: usize) -> Option<usize> {
+    let mut byte = from / 8;
+    if byte >= payload.len() {
+        return None;
+    }
+    let first = payload[byte] & (0xffu8 << (from % 8));
+    if first != 0 {
+        return Some(byte * 8 + first.trailing_zeros() as usize);
+    }
+    byte += 1;
+    // Whole words while aligned, for the common long runs of zeros.
+    while byte < payload.len() {
+        if byte % 8 == 0 && byte + 8 <= payload.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&payload[byte..byte + 8]);
+            let w = u64::from_le_bytes(w);
+            if w == 0 {
+                byte += 8;
+                continue;
+            }
+            return Some(byte * 8 + w.trailing_zeros() as usize);
+        }
+        if payload[byte] != 0 {
+            return Some(byte * 8 + payload[byte].trailing_zeros() as usize);
+        }
+        byte += 1;
+    }
+    None
+}
+
+/// Whether every bit of a payload past the last region is clear, given that
+/// the payload is block `index` of a bitmap of `nr_regions` bits.
+pub fn padding_clear(payload: &[u8], index: u64, nr_regions: u64) -> bool {
+    let first = index.saturating_mul(BITS_PER_BLOCK);
+    let n = nr_regions.saturating_sub(first).min(BITS_PER_BLOCK) as usize;
+    next_set_bit(payload, n).is_none()
+}
+
 /// Sets every bit of a payload for regions `< nr_regions` given that the
 /// payload is block `index` of its bitmap; bits past the end stay clear.
 pub fn fill(payload: &mut [u8], index: u64, nr_regions: u64) {
@@ -478,6 +524,7 @@ impl Superblock {
         let mut legs = [LegRecord {
             state: LegState::InSync,
             generation: 0,
+            split: false,
         }; MAX_LEGS];
         for leg in legs.iter_mut().take(nr_legs as usize) {
             leg.generation = 1;
@@ -493,6 +540,16 @@ impl Superblock {
             event: 1,
             commit: 0,
             legs,
+        }
+    }
+
+    /// Marks every secondary as never synchronised (state recovering,
+    /// generation 0), for a new mirror whose legs are not known identical:
+    /// their bitmaps must then be all set (see [`fill`]).
+    pub fn start_initial_sync(&mut self) {
+        for leg in self.legs.iter_mut().take(self.nr_legs as usize).skip(1) {
+            leg.state = LegState::Recovering;
+            leg.generation = 0;
         }
     }
 
@@ -557,6 +614,7 @@ impl Superblock {
         for (i, leg) in self.legs.iter().enumerate().take(self.nr_legs as usize) {
             let off = SB_LEGS + i * LEG_RECORD;
             block[off] = leg.state as u8;
+            block[off + 1] = if leg.split { LEG_FLAG_SPLIT } else { 0 };
             put_u64(block, off + 8, leg.generation);
         }
         seal(block, BlockType::Superblock, 0, &self.uuid);
@@ -611,6 +669,7 @@ impl Superblock {
         let mut legs = [LegRecord {
             state: LegState::InSync,
             generation: 0,
+            split: false,
         }; MAX_LEGS];
         for (i, leg) in legs.iter_mut().enumerate().take(nr_legs as usize) {
             let off = SB_LEGS + i * LEG_RECORD;
@@ -618,6 +677,11 @@ impl Superblock {
                 leg: i as u32,
                 value: block[off],
             })?;
+            let flags = block[off + 1];
+            if flags & !LEG_FLAG_SPLIT != 0 || block[off + 2..off + 8].iter().any(|&b| b != 0) {
+                return Err(FormatError::Inconsistent("unknown leg record flags"));
+            }
+            leg.split = flags & LEG_FLAG_SPLIT != 0;
             leg.generation = get_u64(block, off + 8);
         }
         let event = get_u64(block, SB_EVENT);
@@ -658,6 +722,7 @@ mod tests {
     fn sb() -> Superblock {
         let mut s = Superblock::new([7; 16], &geo(), 3);
         s.leg_mut(2).state = LegState::Fractured;
+        s.leg_mut(2).split = true;
         s.event = 5;
         s.leg_mut(0).generation = 5;
         s.leg_mut(1).generation = 5;
@@ -715,6 +780,21 @@ mod tests {
     }
 
     #[test]
+    fn initial_sync_marks_secondaries() {
+        let mut s = Superblock::new([1; 16], &geo(), 3);
+        s.start_initial_sync();
+        assert_eq!(s.leg(0).state, LegState::InSync);
+        assert_eq!(s.leg(0).generation, 1);
+        for l in 1..3 {
+            assert_eq!(s.leg(l).state, LegState::Recovering);
+            assert_eq!(s.leg(l).generation, 0);
+        }
+        let mut b = vec![0u8; BLOCK_SIZE];
+        s.encode(&mut b);
+        assert_eq!(Superblock::decode(&b), Ok(s));
+    }
+
+    #[test]
     fn every_flipped_bit_is_caught() {
         let mut b = vec![0u8; BLOCK_SIZE];
         sb().encode(&mut b);
@@ -761,6 +841,8 @@ mod tests {
         assert!(reseal(&|c| put_u32(c, SB_PRIMARY, 3)).contains("primary leg"));
         assert!(reseal(&|c| put_u32(c, SB_BITMAP_BLOCKS, 1000)).contains("bitmap size"));
         assert!(reseal(&|c| c[SB_LEGS + 16] = 9).contains("unknown state 9"));
+        assert!(reseal(&|c| c[SB_LEGS + 1] = 2).contains("unknown leg record flags"));
+        assert!(reseal(&|c| c[SB_LEGS + 7] = 1).contains("unknown leg record flags"));
         assert!(reseal(&|c| put_u64(c, SB_LEGS + 8, 99)).contains("above the event count"));
         assert!(reseal(&|c| put_u64(c, SB_TARGET, 0)).contains("region count"));
         assert!(reseal(&|c| {
@@ -822,6 +904,20 @@ mod tests {
     }
 
     #[test]
+    fn padding_bits_are_checked() {
+        let mut p = vec![0u8; BLOCK_SIZE - HEADER_SIZE];
+        fill(&mut p, 0, 13);
+        assert!(padding_clear(&p, 0, 13));
+        assert!(!padding_clear(&p, 0, 12));
+        set_bit(&mut p, 500);
+        assert!(!padding_clear(&p, 0, 13));
+        assert!(padding_clear(&p, 0, 501));
+        // A block wholly past the end must be all clear.
+        assert!(!padding_clear(&p, 1, BITS_PER_BLOCK));
+        assert!(padding_clear(&vec![0u8; p.len()], 7, 5));
+    }
+
+    #[test]
     fn fill_stops_at_the_last_region() {
         let mut p = vec![0u8; BLOCK_SIZE - HEADER_SIZE];
         fill(&mut p, 0, 13);
@@ -833,5 +929,29 @@ mod tests {
         assert_eq!(count_ones(&p), BITS_PER_BLOCK);
         fill(&mut p, 5, 10);
         assert_eq!(count_ones(&p), 0);
+    }
+
+    /// `next_set_bit` finds what a linear scan of `test_bit` finds, from
+    /// every start, on sparse and dense random payloads.
+    #[test]
+    fn next_set_bit_matches_scan() {
+        let len = BLOCK_SIZE - HEADER_SIZE;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for density in [0u64, 1, 20, 900, 10_000] {
+            let mut p = vec![0u8; len];
+            for _ in 0..density {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                set_bit(&mut p, (x % (len as u64 * 8)) as usize);
+            }
+            let mut expect = None;
+            for from in (0..len * 8 + 9).rev() {
+                if from < len * 8 && test_bit(&p, from) {
+                    expect = Some(from);
+                }
+                assert_eq!(next_set_bit(&p, from), expect, "from {from}");
+            }
+        }
     }
 }

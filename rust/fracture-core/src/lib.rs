@@ -13,5 +13,6 @@
 pub mod crc32c;
 pub mod format;
 pub mod message;
+pub mod rate;
 pub mod region;
 pub mod table;

@@ -3,7 +3,7 @@
 //! `dmsetup message <dev> 0 <words>`: parsing of the messages the target
 //! understands.
 
-use crate::table::parse_u64;
+use crate::table::{parse_u64, MAX_RECOVERY_RATE};
 
 /// A parsed message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,7 +12,16 @@ pub enum Message {
     Fracture(u32),
     /// `rejoin <leg>`: hand a fractured secondary back for resync.
     Rejoin(u32),
+    /// `rebuild <leg>`: copy the whole of a secondary again.
+    Rebuild(u32),
+    /// `recovery_rate <KiB/s>`: change the recovery rate cap (0 = none).
+    RecoveryRate(u64),
+    /// `stats`: print the target's counters as the message's reply.
+    Stats,
 }
+
+/// The messages, for "unknown message" replies.
+pub const KNOWN: &str = "fracture, rejoin, rebuild, recovery_rate, stats";
 
 /// Why a message was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +32,8 @@ pub enum MessageError<'a> {
     Unknown(&'a str),
     /// Wrong number of arguments.
     Usage(&'static str),
+    /// A rate that is not a number in range.
+    BadRate(&'a str),
     /// A leg number that is not a secondary of this target.
     BadLeg {
         /// What was given.
@@ -36,7 +47,11 @@ impl core::fmt::Display for MessageError<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Self::Empty => f.write_str("empty message"),
-            Self::Unknown(w) => write!(f, "unknown message '{w}' (known: fracture, rejoin)"),
+            Self::Unknown(w) => write!(f, "unknown message '{w}' (known: {KNOWN})"),
+            Self::BadRate(w) => write!(
+                f,
+                "invalid recovery_rate '{w}': KiB/s, 0..{MAX_RECOVERY_RATE} (0 = unlimited)"
+            ),
             Self::Usage(u) => write!(f, "usage: {u}"),
             Self::BadLeg { value, nr_legs } => write!(
                 f,
@@ -67,6 +82,21 @@ impl Message {
                 [leg] => Ok(Self::Rejoin(secondary(leg, nr_legs)?)),
                 _ => Err(MessageError::Usage("rejoin <leg>")),
             },
+            "rebuild" => match rest {
+                [leg] => Ok(Self::Rebuild(secondary(leg, nr_legs)?)),
+                _ => Err(MessageError::Usage("rebuild <leg>")),
+            },
+            "recovery_rate" => match rest {
+                [v] => match parse_u64(v) {
+                    Ok(r) if r <= MAX_RECOVERY_RATE => Ok(Self::RecoveryRate(r)),
+                    _ => Err(MessageError::BadRate(v)),
+                },
+                _ => Err(MessageError::Usage("recovery_rate <KiB/s>")),
+            },
+            "stats" => match rest {
+                [] => Ok(Self::Stats),
+                _ => Err(MessageError::Usage("stats")),
+            },
             other => Err(MessageError::Unknown(other)),
         }
     }
@@ -86,6 +116,33 @@ mod tests {
         );
         assert_eq!(Message::parse(&["rejoin", "2"], 3), Ok(Message::Rejoin(2)));
         assert_eq!(Message::parse(&[], 3), Err(MessageError::Empty));
+        assert_eq!(Message::parse(&["rebuild", "1"], 3), Ok(Message::Rebuild(1)));
+        assert_eq!(
+            Message::parse(&["recovery_rate", "0"], 3),
+            Ok(Message::RecoveryRate(0))
+        );
+        assert_eq!(
+            Message::parse(&["recovery_rate", "2048"], 3),
+            Ok(Message::RecoveryRate(2048))
+        );
+        for bad in ["-1", "1k", "", "1073741825"] {
+            assert_eq!(
+                Message::parse(&["recovery_rate", bad], 3),
+                Err(MessageError::BadRate(bad))
+            );
+        }
+        assert_eq!(Message::parse(&["stats"], 3), Ok(Message::Stats));
+        assert_eq!(
+            Message::parse(&["stats", "1"], 3),
+            Err(MessageError::Usage("stats"))
+        );
+        assert_eq!(
+            Message::parse(&["rebuild", "0"], 3),
+            Err(MessageError::BadLeg {
+                value: "0",
+                nr_legs: 3
+            })
+        );
         assert_eq!(
             Message::parse(&["split", "1"], 3),
             Err(MessageError::Unknown("split"))

@@ -42,10 +42,30 @@ pub fn parse_u64(s: &str) -> Result<u64, NumberError> {
     Ok(v)
 }
 
-/// Optional features of the table line. None is defined yet; the parser
-/// already enforces the `<#features> <feature>...` grammar.
+/// Longest accepted `probe_interval`, in seconds (one day).
+pub const MAX_PROBE_INTERVAL: u64 = 86_400;
+
+/// Highest accepted `recovery_rate`, in KiB/s (about 1 TiB/s; 0 means
+/// unlimited).
+pub const MAX_RECOVERY_RATE: u64 = 1 << 30;
+
+/// Optional features of the table line:
+///
+/// - `nosync`: a freshly formatted metadata device records every secondary
+///   in sync (the legs are known identical, e.g. all zero) instead of
+///   starting a full initial copy;
+/// - `recovery_rate <KiB/s>`: cap on the recovery copy rate, 0 = unlimited;
+/// - `probe_interval <s>`: every `s` seconds, try a write to each leg that
+///   failed and start its recovery when it works again; 0 = never.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Features {}
+pub struct Features {
+    /// `nosync`.
+    pub nosync: bool,
+    /// `recovery_rate`, KiB/s; 0 = unlimited.
+    pub recovery_rate: u64,
+    /// `probe_interval`, seconds; 0 = off.
+    pub probe_interval: u64,
+}
 
 impl Features {
     /// Whether every feature has its default value (nothing to print).
@@ -55,12 +75,23 @@ impl Features {
 
     /// Number of words [`Features::write`] emits after the count.
     pub fn nr_words(&self) -> usize {
-        0
+        usize::from(self.nosync)
+            + 2 * usize::from(self.recovery_rate != 0)
+            + 2 * usize::from(self.probe_interval != 0)
     }
 
     /// Writes the feature words, each preceded by a space, for the table
     /// line. The count is the caller's to write.
-    pub fn write(&self, _w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    pub fn write(&self, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        if self.nosync {
+            w.write_str(" nosync")?;
+        }
+        if self.recovery_rate != 0 {
+            write!(w, " recovery_rate {}", self.recovery_rate)?;
+        }
+        if self.probe_interval != 0 {
+            write!(w, " probe_interval {}", self.probe_interval)?;
+        }
         Ok(())
     }
 }
@@ -100,6 +131,19 @@ pub enum TableError<'a> {
     },
     /// A feature word that is not known.
     UnknownFeature(&'a str),
+    /// A feature given twice.
+    RepeatedFeature(&'static str),
+    /// A feature that needs a value is the last word.
+    MissingValue(&'static str),
+    /// A feature value out of its range.
+    FeatureRange {
+        /// The feature.
+        feature: &'static str,
+        /// The value given.
+        value: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
 }
 
 impl core::fmt::Display for TableError<'_> {
@@ -131,7 +175,17 @@ impl core::fmt::Display for TableError<'_> {
                 f,
                 "#features is {declared} but {present} feature words follow"
             ),
-            Self::UnknownFeature(w) => write!(f, "unknown feature '{w}'"),
+            Self::UnknownFeature(w) => write!(
+                f,
+                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>)"
+            ),
+            Self::RepeatedFeature(w) => write!(f, "feature {w} given twice"),
+            Self::MissingValue(w) => write!(f, "feature {w} needs a value"),
+            Self::FeatureRange {
+                feature,
+                value,
+                max,
+            } => write!(f, "invalid {feature} {value}: must be 0..{max}"),
         }
     }
 }
@@ -213,10 +267,48 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
             present: rest.len(),
         });
     }
-    match rest.first() {
-        Some(w) => Err(TableError::UnknownFeature(w)),
-        None => Ok(Features::default()),
+    let mut f = Features::default();
+    let mut seen = [false; 3];
+    let mut words = rest.iter();
+    while let Some(&w) = words.next() {
+        let (idx, name): (usize, &'static str) = match w {
+            "nosync" => (0, "nosync"),
+            "recovery_rate" => (1, "recovery_rate"),
+            "probe_interval" => (2, "probe_interval"),
+            other => return Err(TableError::UnknownFeature(other)),
+        };
+        if core::mem::replace(&mut seen[idx], true) {
+            return Err(TableError::RepeatedFeature(name));
+        }
+        if idx == 0 {
+            f.nosync = true;
+            continue;
+        }
+        let &value = words.next().ok_or(TableError::MissingValue(name))?;
+        let v = parse_u64(value).map_err(|error| TableError::BadNumber {
+            field: name,
+            value,
+            error,
+        })?;
+        let max = if idx == 1 {
+            MAX_RECOVERY_RATE
+        } else {
+            MAX_PROBE_INTERVAL
+        };
+        if v > max {
+            return Err(TableError::FeatureRange {
+                feature: name,
+                value: v,
+                max,
+            });
+        }
+        if idx == 1 {
+            f.recovery_rate = v;
+        } else {
+            f.probe_interval = v;
+        }
     }
+    Ok(f)
 }
 
 /// The first pair of equal items, by index: used to refuse a table that
@@ -333,6 +425,72 @@ mod tests {
         assert_eq!(
             err(&["m", "8", "2", "a", "b", "0", "x"]),
             "#features is 0 but 1 feature words follow"
+        );
+    }
+
+    #[test]
+    fn features() {
+        let f = |w: &[&'static str]| {
+            let mut line = std::vec!["m", "8", "2", "a", "b"];
+            line.extend_from_slice(w);
+            TableArgs::parse(&line).map(|t| t.features)
+        };
+        assert_eq!(
+            f(&["1", "nosync"]),
+            Ok(Features {
+                nosync: true,
+                ..Features::default()
+            })
+        );
+        let all = f(&["5", "probe_interval", "30", "nosync", "recovery_rate", "1024"]).unwrap();
+        assert_eq!(
+            all,
+            Features {
+                nosync: true,
+                recovery_rate: 1024,
+                probe_interval: 30
+            }
+        );
+        let mut printed = std::string::String::new();
+        all.write(&mut printed).unwrap();
+        assert_eq!(printed, " nosync recovery_rate 1024 probe_interval 30");
+        assert_eq!(all.nr_words(), 5);
+        // The printed line parses back to the same features.
+        let words: std::vec::Vec<&str> = printed.split_whitespace().collect();
+        let mut again = std::vec!["5"];
+        again.extend(words);
+        let mut line = std::vec!["m", "8", "2", "a", "b"];
+        line.extend(again);
+        assert_eq!(TableArgs::parse(&line).unwrap().features, all);
+        assert_eq!(
+            f(&["2", "recovery_rate", "0"]).unwrap(),
+            Features::default()
+        );
+        assert_eq!(
+            f(&["2", "nosync", "nosync"]),
+            Err(TableError::RepeatedFeature("nosync"))
+        );
+        assert_eq!(
+            f(&["1", "recovery_rate"]),
+            Err(TableError::MissingValue("recovery_rate"))
+        );
+        assert_eq!(
+            f(&["2", "probe_interval", "-1"]),
+            Err(TableError::BadNumber {
+                field: "probe_interval",
+                value: "-1",
+                error: NumberError::NotDecimal
+            })
+        );
+        assert_eq!(
+            f(&["2", "probe_interval", "86401"]).unwrap_err().to_string(),
+            "invalid probe_interval 86401: must be 0..86400"
+        );
+        assert_eq!(
+            f(&["2", "recovery_rate", "99999999999999999999"])
+                .unwrap_err()
+                .to_string(),
+            "invalid recovery_rate '99999999999999999999': too large"
         );
     }
 

@@ -11,7 +11,7 @@ dmsetup targets | grep -E '^fracture +v[0-9]+\.[0-9]+\.[0-9]+' || fail "target n
 
 step "status and table"
 assert_eq "2 AA 0 128/128 128/128 0 idle rw" "$(status_of m0)" "status"
-assert_eq "$(devnum /dev/ram0) 1024 2 $(devnum /dev/ram1) $(devnum /dev/ram2)" "$(table_of m0)" "table"
+assert_eq "$(devnum /dev/ram0) 1024 2 $(devnum /dev/ram1) $(devnum /dev/ram2) 1 nosync" "$(table_of m0)" "table"
 assert_eq "$RAM_SECTORS" "$(sectors /dev/mapper/m0)" "size"
 
 step "module busy while a device uses it"
@@ -26,7 +26,7 @@ modprobe dm_fracture
 wipe /dev/ram0
 dmsetup create m1 <<TABLE
 0 1000 linear /dev/ram5 0
-1000 50000 fracture /dev/ram0 64 2 /dev/ram1 /dev/ram2
+1000 50000 fracture /dev/ram0 64 2 /dev/ram1 /dev/ram2 1 nosync
 TABLE
 assert_eq "51000" "$(sectors /dev/mapper/m1)" "size of two-target device"
 dmsetup status m1 | tail -n1 | grep -q "fracture 2 AA" || fail "status of second target"

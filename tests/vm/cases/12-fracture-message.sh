@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `fracture <leg>` splits a healthy secondary: it keeps the point-in-time
-# contents, later writes are logged; bad requests are refused; rejoin is
-# accepted and the state stays correct.
+# contents, later writes are logged; bad requests are refused; a resume does
+# not rejoin it (only a failed leg is retried); `rejoin` resyncs it.
 . "$FRACTURE_VM/lib.sh"
 
 L=$RAM_SECTORS R=1024   # 128 regions
@@ -30,7 +30,7 @@ assert_eq "124/128" "$(status_field fm 6)" "in_sync of leg 2"
 step "refused requests"
 dmesg -C
 dmsetup message fm 0 fracture 2 2>/dev/null && fail "fracturing a fractured leg"
-dmesg | grep -q "cannot fracture leg 2: it is fractured, not in sync" || fail "reason for double fracture"
+dmesg | grep -q "cannot fracture leg 2: it is fractured, not in sync or recovering" || fail "reason for double fracture"
 dmsetup message fm 0 fracture 0 2>/dev/null && fail "fracturing the primary"
 dmesg | grep -q "invalid leg '0': secondaries are 1..2" || fail "reason for leg 0"
 dmsetup message fm 0 fracture 3 2>/dev/null && fail "leg out of range"
@@ -38,8 +38,22 @@ dmsetup message fm 0 split 1 2>/dev/null && fail "unknown message"
 dmesg | grep -q "unknown message 'split'" || fail "reason for unknown message"
 dmsetup message fm 0 rejoin 1 2>/dev/null && fail "rejoin of an in-sync leg"
 
-step "rejoin is accepted; state stays correct until recovery exists"
+dmsetup message fm 0 rebuild 0 2>/dev/null && fail "rebuild of the primary"
+dmsetup message fm 0 recovery_rate 5k 2>/dev/null && fail "rate with a unit"
+dmesg | grep -q "invalid recovery_rate '5k'" || fail "reason for a bad rate"
+
+step "a split leg stays split across suspend/resume"
+dmsetup suspend fm
+dmsetup resume fm
+assert_eq "AAF" "$(health_of fm)" "health after resume"
+fresh
+assert_eq "$before" "$(md5sum </dev/ram3)" "split leg content after resume"
+
+step "rejoin resyncs the split leg: only its 4 logged regions are copied"
+c0=$(stat_of fm regions_copied)
 dmsetup message fm 0 rejoin 2
-assert_eq "AAF" "$(health_of fm)" "health after rejoin"
-assert_eq "5 100 101 102" "$(logged_regions /dev/ram0 2)" "bits kept"
+wait_health fm AAA 30
+assert_eq 4 "$(( $(stat_of fm regions_copied) - c0 ))" "regions copied"
+assert_eq "" "$(logged_regions /dev/ram0 2)" "bits after recovery"
+legs_identical $L /dev/ram1 /dev/ram2 /dev/ram3
 dmsetup remove fm

@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The recovery thread (`kfracture_rec`): copies the regions set in the
+//! bitmaps of recovering legs from the primary with dm-kcopyd, up to
+//! [`COPY_SLOTS`] at a time, and clears each bit once its copy is on the leg
+//! and the leg was flushed. A leg whose last bit is cleared is in sync
+//! again.
+//!
+//! Copies are rate-limited (`recovery_rate`) and fewer run while host writes
+//! are coming in ([`BUSY_SLOTS`]). Suspending the target parks the thread
+//! with no copy in flight and everything committed; it resumes where the
+//! bitmaps say. The thread also probes legs fractured by a failure every
+//! `probe_interval` seconds and starts their recovery when a write works
+//! again.
+
+use super::metadata::{Shared, COPY_SLOTS};
+use super::Leg;
+use crate::dm::device::Dev;
+use crate::dm::io::{Block, IoClient};
+use crate::dm::kcopyd::{CopyJob, Kcopyd};
+use crate::dm::kthread::{now_ns, sleep_ms, ThreadCtx, Waker};
+use crate::rate::RateLimit;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use kernel::new_condvar;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, CondVar, Mutex};
+
+/// Copies in flight while host writes are running (instead of
+/// [`COPY_SLOTS`]): recovery yields most of the legs' bandwidth to them.
+pub(crate) const BUSY_SLOTS: usize = 2;
+
+/// Pause after a pass over the bitmaps that cleared nothing (every copy
+/// raced with a host write), before the next.
+const IDLE_PASS_MS: u32 = 100;
+
+/// State shared by the target and its recovery thread.
+#[pin_data]
+pub(crate) struct Recovery {
+    pub(crate) shared: Arc<Shared>,
+    legs: Arc<KVec<Leg>>,
+    /// Rate cap in KiB/s; 0 = none.
+    pub(crate) rate: AtomicU64,
+    /// Probe interval in ms; 0 = no probing.
+    probe_ms: u32,
+    /// Legs whose recovery stopped on a primary read error (until the next
+    /// `rejoin`, `rebuild` or resume).
+    pub(crate) stalled: AtomicU32,
+    /// Set while the target is suspended (and before the first resume).
+    paused: AtomicBool,
+    /// Something changed (a leg rejoined, the rate): look again.
+    kick: AtomicBool,
+    /// Moves on with every `unpause`: a parked thread leaves `park` when it
+    /// changes (not on `paused` alone, which a quick `pause` may set again
+    /// before the thread ran).
+    resumes: AtomicU64,
+    /// The thread acknowledged `paused`: no copy in flight.
+    #[pin]
+    parked: Mutex<bool>,
+    #[pin]
+    parked_cv: CondVar,
+    /// For probes.
+    io: IoClient,
+}
+
+impl Recovery {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        legs: Arc<KVec<Leg>>,
+        rate: u64,
+        probe_s: u64,
+    ) -> Result<Arc<Self>> {
+        let io = IoClient::new()?;
+        Arc::pin_init(
+            pin_init!(Self {
+                shared,
+                legs,
+                rate: AtomicU64::new(rate),
+                probe_ms: u32::try_from(probe_s.saturating_mul(1000)).unwrap_or(u32::MAX),
+                stalled: AtomicU32::new(0),
+                paused: AtomicBool::new(true),
+                kick: AtomicBool::new(false),
+                resumes: AtomicU64::new(0),
+                parked <- new_mutex!(false, "fracture_parked"),
+                parked_cv <- new_condvar!("fracture_parked"),
+                io,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Stops copying and waits until no copy is in flight and what was
+    /// copied is committed. Sleeps.
+    pub(crate) fn pause(&self, waker: &Waker) {
+        self.paused.store(true, Ordering::SeqCst);
+        waker.wake();
+        let mut parked = self.parked.lock();
+        while !*parked {
+            self.parked_cv.wait(&mut parked);
+        }
+    }
+
+    /// Lets the thread copy again.
+    pub(crate) fn unpause(&self, waker: &Waker) {
+        // Un-park here, not in the thread: a `pause` right after this must
+        // wait for the thread to park again, not see the old acknowledgement.
+        *self.parked.lock() = false;
+        self.paused.store(false, Ordering::SeqCst);
+        self.resumes.fetch_add(1, Ordering::SeqCst);
+        waker.wake();
+    }
+
+    /// Looks at the legs again: a leg rejoined (its stall, if any, is
+    /// lifted), the rate changed.
+    pub(crate) fn kick(&self, waker: &Waker, unstall: u32) {
+        self.stalled.fetch_and(!unstall, Ordering::SeqCst);
+        self.kick.store(true, Ordering::SeqCst);
+        waker.wake();
+    }
+}
+
+/// What a kcopyd copy reports to.
+struct Job {
+    done: AtomicBool,
+    read_failed: AtomicBool,
+    write_failed: AtomicU64,
+    waker: Waker,
+}
+
+impl CopyJob for Job {
+    fn done(&self, read_failed: bool, write_failed: u64) {
+        self.read_failed.store(read_failed, Ordering::Relaxed);
+        self.write_failed.store(write_failed, Ordering::Relaxed);
+        self.done.store(true, Ordering::Release);
+        // The client's destruction (at the end of the thread function)
+        // waits for this callback to return, so the thread is still there.
+        self.waker.wake();
+    }
+}
+
+/// A copy in flight: the region and the legs it goes to, in the order given
+/// to kcopyd.
+#[derive(Clone, Copy)]
+struct InFlight {
+    region: u64,
+    legs: u32,
+}
+
+/// The recovery thread's working state.
+struct Worker<'a> {
+    r: &'a Recovery,
+    kc: Kcopyd<'a, Job>,
+    busy: [Option<InFlight>; COPY_SLOTS],
+    cursor: u64,
+    cleared_this_pass: u64,
+    limiter: RateLimit,
+    last_host_writes: u64,
+    next_probe_ns: u64,
+    probe_buf: Block,
+}
+
+/// The thread function.
+pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
+    let Some(waker) = ctx.waker() else {
+        return;
+    };
+    let kc = KVec::with_capacity(COPY_SLOTS, GFP_KERNEL).map_err(Error::from).and_then(|mut jobs| {
+        for _ in 0..COPY_SLOTS {
+            jobs.push(
+                Job {
+                    done: AtomicBool::new(false),
+                    read_failed: AtomicBool::new(false),
+                    write_failed: AtomicU64::new(0),
+                    waker,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        Kcopyd::new(jobs)
+    });
+    let (kc, probe_buf) = match (kc, Block::new()) {
+        (Ok(kc), Ok(b)) => (kc, b),
+        _ => {
+            crate::dm_err!("recovery thread: out of memory; recovery is disabled for this table");
+            // Still honour suspend, so that it does not hang.
+            while !ctx.should_stop() {
+                if r.paused.load(Ordering::SeqCst) {
+                    park(r, ctx);
+                } else {
+                    ctx.wait(None, || r.paused.load(Ordering::SeqCst));
+                }
+            }
+            return;
+        }
+    };
+    let now = now_ns();
+    let mut w = Worker {
+        r,
+        kc,
+        busy: [None; COPY_SLOTS],
+        cursor: 0,
+        cleared_this_pass: 0,
+        limiter: RateLimit::new(r.rate.load(Ordering::Relaxed), now),
+        last_host_writes: 0,
+        next_probe_ns: now.saturating_add(u64::from(r.probe_ms) * 1_000_000),
+        probe_buf,
+    };
+    w.run(ctx);
+    // Dropping `w` destroys the kcopyd client, which waits for every
+    // callback: no job or waker is used after this function returns.
+}
+
+/// Tells `pause` that the thread is parked, waits for the next `unpause`
+/// (the caller then looks at `paused` again and parks again if it is set).
+fn park(r: &Recovery, ctx: &ThreadCtx) {
+    let seen = r.resumes.load(Ordering::SeqCst);
+    {
+        let mut parked = r.parked.lock();
+        *parked = true;
+        r.parked_cv.notify_all();
+    }
+    ctx.wait(None, || r.resumes.load(Ordering::SeqCst) != seen);
+}
+
+impl<'a> Worker<'a> {
+    fn in_flight(&self) -> usize {
+        self.busy.iter().filter(|b| b.is_some()).count()
+    }
+
+    fn any_done(&self) -> bool {
+        self.kc
+            .jobs()
+            .iter()
+            .zip(self.busy.iter())
+            .any(|(j, b)| b.is_some() && j.done.load(Ordering::Acquire))
+    }
+
+    fn run(&mut self, ctx: &ThreadCtx) {
+        loop {
+            let mut changed = self.reap();
+            let stop = ctx.should_stop();
+            if stop || self.r.paused.load(Ordering::SeqCst) {
+                if self.in_flight() != 0 {
+                    if stop {
+                        // `wait` returns at once once stopping: sleep.
+                        sleep_ms(10);
+                    } else {
+                        ctx.wait(Some(20), || self.any_done());
+                    }
+                    continue;
+                }
+                if stop {
+                    return;
+                }
+                park(self.r, ctx);
+                continue;
+            }
+            self.r.kick.store(false, Ordering::SeqCst);
+            changed |= self.probe();
+            changed |= self.finish_legs();
+            if changed {
+                self.r.shared.raise_event();
+            }
+            let timeout = self.issue();
+            ctx.wait(timeout, || {
+                self.any_done()
+                    || self.r.kick.load(Ordering::SeqCst)
+                    || self.r.paused.load(Ordering::SeqCst)
+            });
+        }
+    }
+
+    /// Ends the copies that completed: flushes the legs written, clears the
+    /// bits, commits. Returns whether a leg changed state.
+    fn reap(&mut self) -> bool {
+        let shared = &self.r.shared;
+        let mut done = [None; COPY_SLOTS];
+        let mut written = 0u32;
+        let mut failed = 0u32;
+        for (i, (job, slot)) in self.kc.jobs().iter().zip(self.busy.iter_mut()).enumerate() {
+            let Some(copy) = *slot else { continue };
+            if !job.done.load(Ordering::Acquire) {
+                continue;
+            }
+            *slot = None;
+            job.done.store(false, Ordering::Relaxed);
+            let mut ok = copy.legs;
+            if job.read_failed.load(Ordering::Relaxed) {
+                shared.stats.copy_read_errors.fetch_add(1, Ordering::Relaxed);
+                let legs = copy.legs & !self.r.stalled.fetch_or(copy.legs, Ordering::SeqCst);
+                if legs != 0 {
+                    crate::dm_err!(
+                        "recovery: primary read error in region {}; recovery of legs {:#x} stopped (nothing marked in sync); rejoin to retry",
+                        copy.region,
+                        legs
+                    );
+                }
+                ok = 0;
+            }
+            let wf = job.write_failed.load(Ordering::Relaxed);
+            if wf != 0 {
+                shared.stats.copy_write_errors.fetch_add(1, Ordering::Relaxed);
+                // Bit i of `wf` is the i-th leg of the copy, lowest first.
+                for (i, leg) in legs_of(copy.legs).enumerate() {
+                    if wf & (1 << i) != 0 {
+                        ok &= !(1 << leg);
+                        failed |= 1 << leg;
+                    }
+                }
+            }
+            written |= ok;
+            done[i] = Some(ok);
+        }
+        if done.iter().all(Option::is_none) {
+            return false;
+        }
+        // The copies are on the legs' caches: flush before any bit goes.
+        for leg in legs_of(written) {
+            if let Err(e) = self.r.legs[leg as usize].dev.flush() {
+                crate::dm_warn!("recovery: leg {} failed a flush ({:?})", leg, e);
+                failed |= 1 << leg;
+            }
+        }
+        for (slot, ok) in done.iter().enumerate() {
+            if let Some(ok) = *ok {
+                self.cleared_this_pass += shared.finish_copy(slot, ok & !failed);
+            }
+        }
+        let mut changed = false;
+        if failed != 0 && shared.recovery_failed(failed) {
+            crate::dm_warn!(
+                "recovery: legs {:#x} failed a copy: fractured again, their bits stay",
+                failed
+            );
+            changed = true;
+        }
+        changed |= self.finish_legs_nocommit();
+        shared.commit();
+        changed
+    }
+
+    /// Recovering legs with no bit left become in sync (committed).
+    fn finish_legs(&mut self) -> bool {
+        if self.r.shared.recovering.load(Ordering::SeqCst) == 0 || self.in_flight() != 0 {
+            return false;
+        }
+        let changed = self.finish_legs_nocommit();
+        if changed {
+            self.r.shared.commit();
+        }
+        changed
+    }
+
+    fn finish_legs_nocommit(&mut self) -> bool {
+        let legs = self.r.shared.complete_recovered();
+        for leg in legs_of(legs) {
+            crate::dm_info!(
+                "leg {} ({}) is in sync again; its fracture log is empty",
+                leg,
+                self.r.legs[leg as usize].dev.name()
+            );
+        }
+        legs != 0
+    }
+
+    /// Probes the legs fractured by a failure if it is time to: a read of
+    /// one block and a write of the same data back. A leg that takes both
+    /// starts recovery. Returns whether one did.
+    fn probe(&mut self) -> bool {
+        if self.r.probe_ms == 0 || now_ns() < self.next_probe_ns {
+            return false;
+        }
+        self.next_probe_ns = now_ns().saturating_add(u64::from(self.r.probe_ms) * 1_000_000);
+        let shared = &self.r.shared;
+        let mut rejoined = 0;
+        for leg in legs_of(shared.failed_legs()) {
+            shared.stats.probes.fetch_add(1, Ordering::Relaxed);
+            // A fractured leg gets no other I/O, so writing back what was
+            // just read changes nothing; a dirty region is used if there is
+            // one, where nothing on the leg matters.
+            let sector = shared
+                .first_dirty(leg)
+                .map_or(0, |r| shared.geometry().sectors_of(r).start);
+            let dev = &self.r.legs[leg as usize].dev;
+            let ok = self.r.io.read(dev, sector, &mut self.probe_buf).is_ok()
+                && self.r.io.write(dev, sector, &self.probe_buf, true).is_ok();
+            if ok && shared.rejoin(leg) == Ok(true) {
+                shared.stats.probes_ok.fetch_add(1, Ordering::Relaxed);
+                crate::dm_info!(
+                    "probe: leg {} ({}) takes writes again; recovery started",
+                    leg,
+                    dev.name()
+                );
+                rejoined |= 1 << leg;
+            }
+        }
+        if rejoined != 0 {
+            self.r.stalled.fetch_and(!rejoined, Ordering::SeqCst);
+            shared.commit();
+        }
+        rejoined != 0
+    }
+
+    /// Starts copies while there are free slots, allowance and dirty
+    /// regions. Returns how long to sleep at most (`None`: until woken).
+    fn issue(&mut self) -> Option<u32> {
+        let r: &'a Recovery = self.r;
+        let shared = &r.shared;
+        let mut timeout: Option<u32> = None;
+        let mut min_timeout = |ms: u32| {
+            timeout = Some(timeout.map_or(ms, |t: u32| t.min(ms)));
+        };
+        if self.r.probe_ms != 0 {
+            let left = self.next_probe_ns.saturating_sub(now_ns()) / 1_000_000;
+            min_timeout(u32::try_from(left).unwrap_or(u32::MAX).max(1));
+        }
+        let legs = shared.recovering.load(Ordering::SeqCst) & !self.r.stalled.load(Ordering::SeqCst);
+        if legs == 0 {
+            return timeout;
+        }
+        self.limiter.set_rate(self.r.rate.load(Ordering::Relaxed));
+        let host = shared.host_writes.load(Ordering::Relaxed);
+        let depth = if host != self.last_host_writes {
+            BUSY_SLOTS
+        } else {
+            COPY_SLOTS
+        };
+        self.last_host_writes = host;
+        if depth < COPY_SLOTS {
+            // Look again soon: the host may have stopped.
+            min_timeout(20);
+        }
+        let mut wrapped = false;
+        while self.in_flight() < depth {
+            let Some((region, to)) = shared.next_dirty(self.cursor, legs) else {
+                if self.cursor == 0 || wrapped {
+                    break;
+                }
+                // End of a pass; the next starts at region 0.
+                wrapped = true;
+                self.cursor = 0;
+                if core::mem::take(&mut self.cleared_this_pass) == 0 && self.in_flight() == 0 {
+                    min_timeout(IDLE_PASS_MS);
+                    break;
+                }
+                continue;
+            };
+            let sectors = shared.geometry().sectors_of(region);
+            let len = sectors.end - sectors.start;
+            if let Err(wait_ns) = self.limiter.admit(now_ns(), len * 512) {
+                let ms = (wait_ns / 1_000_000).max(1);
+                min_timeout(u32::try_from(ms).unwrap_or(u32::MAX));
+                break;
+            }
+            let Some(slot) = self.busy.iter().position(Option::is_none) else {
+                break;
+            };
+            let mut dests: [&'a Dev; COPY_SLOTS] = [&r.legs[0].dev; COPY_SLOTS];
+            let mut n = 0;
+            for leg in legs_of(to) {
+                if n < dests.len() {
+                    dests[n] = &r.legs[leg as usize].dev;
+                    n += 1;
+                }
+            }
+            shared.start_copy(slot, region, to);
+            self.busy[slot] = Some(InFlight { region, legs: to });
+            self.cursor = region + 1;
+            if self
+                .kc
+                .copy(slot, &r.legs[0].dev, sectors.start, len, &dests[..n])
+                .is_err()
+            {
+                // Cannot happen (arguments are in range); undo.
+                self.busy[slot] = None;
+                shared.finish_copy(slot, 0);
+                break;
+            }
+        }
+        timeout
+    }
+}
+
+/// The leg numbers set in `mask`, lowest first.
+fn legs_of(mask: u32) -> impl Iterator<Item = u32> {
+    (0..32).filter(move |i| mask & (1 << i) != 0)
+}

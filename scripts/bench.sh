@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Benchmarks in one virtme-ng guest (TCG) on the non-debug kernel: today the
+# recovery benchmark (issue 5): resync bandwidth of dm-fracture against a raw
+# copy and dm-mirror's recovery between the same RAM disks, and resync time
+# for 1% and 100% dirty regions. Prints a markdown table of ratios and writes
+# it to tests/results/bench-<time>/recovery.md.
+#
+#   scripts/bench.sh [debug|release]     (default release)
+#
+# The module is built for the benchmark kernel in a copy of the sources under
+# the cache, so the debug build in the work tree is left alone.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+flavour=${1:-release}
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+KDIR=$(scripts/kernel.sh build "$flavour")
+build=${XDG_CACHE_HOME:-$HOME/.cache}/dm-fracture/bench-module-$flavour
+mkdir -p "$build"
+# Sources only (no objects of the work tree's build).
+tar -C "$top" -cf - Kbuild Makefile rust | tar -C "$build" -xf -
+make -s -C "$build" KDIR="$KDIR" modules
+results=$top/tests/results/bench-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$results"
+echo "bench: kernel $KDIR ($flavour); results in $results"
+timeout --foreground 1800 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 2G \
+	--rwdir "$results" --append "brd.rd_nr=4 brd.rd_size=262144" \
+	-- "$top/tests/bench/recovery-guest.sh" "$build/dm_fracture.ko" "$results" "$flavour" </dev/null
+cat "$results/recovery.md"

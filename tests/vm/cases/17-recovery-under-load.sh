@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Recovery under a verified fio load, across suspend/resume, and across a
+# module reload: host I/O sees no error, recovery continues from the durable
+# bits (never from scratch), and the legs end identical.
+. "$FRACTURE_VM/lib.sh"
+
+L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
+linear_over s /dev/ram2
+# 4 MiB/s: slow enough to interrupt, fast enough for the test.
+table="0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 3 nosync recovery_rate 4096"
+create ul "$table"
+
+# fail_and_write <seed>: leg 1 fails, ~40% of the regions are written.
+fail_and_write() {
+	break_dev s
+	fio --name=w --filename=/dev/mapper/ul --size=64M --direct=1 --ioengine=libaio \
+		--iodepth=8 --rw=randwrite --bs=64k --number_ios=600 --randseed="$1" \
+		--output-format=terse --minimal >/dev/null || fail "fio while leg 1 failed"
+	assert_eq "AF" "$(health_of ul)" "health"
+	repair_dev s /dev/ram2
+}
+
+step "recovery with fio verify running on the device the whole time"
+fail_and_write 1
+n=$(count_words "$(logged_regions /dev/ram0 1)")
+echo "logged regions: $n"
+dmsetup message ul 0 rejoin 1
+assert_match "^recovering:1:[0-9]+/[0-9]+$" "$(recovery_of ul)" "recovery field"
+fio --name=v --filename=/dev/mapper/ul --size=16M --direct=1 --ioengine=libaio \
+	--iodepth=8 --rw=randwrite --bsrange=4k-64k --verify=crc32c --verify_fatal=1 \
+	--do_verify=1 --time_based --runtime=12 --randrepeat=0 \
+	--output-format=terse --minimal >/tmp/fio-v.out 2>&1 &
+pid=$!
+sleep 4
+step "suspend/resume in the middle"
+before=$(status_field ul 5)
+dmsetup suspend ul
+assert_match "^recovering:1:" "$(recovery_of ul)" "recovery field while suspended"
+s0=$(status_field ul 5)
+sleep 1
+assert_eq "$s0" "$(status_field ul 5)" "no progress while suspended"
+dmsetup resume ul
+echo "in_sync of leg 1 at the suspend: $before"
+step "quick suspend/resume cycles (as LVM does) while recovering"
+for _ in $(seq 10); do
+	dmsetup suspend ul
+	dmsetup resume ul
+done
+wait $pid || { cat /tmp/fio-v.out; fail "fio verify failed during recovery"; }
+dmsetup message ul 0 recovery_rate 0
+wait_health ul AA 60
+assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
+legs_identical $L /dev/ram1 /dev/ram2
+redone=$(stat_of ul copies_redone)
+echo "copies redone because a host write raced with them: $redone"
+
+step "module reload in the middle: recovery goes on from the durable bits"
+dmsetup message ul 0 recovery_rate 4096
+fail_and_write 2
+dmsetup message ul 0 rejoin 1
+sleep 3
+dmsetup remove ul
+left=$(count_words "$(logged_regions /dev/ram0 1)")
+echo "regions left at the remove: $left"
+[ "$left" -gt 0 ] || fail "recovery finished before the reload; the test proves nothing"
+rmmod dm_fracture
+create ul "$table"
+assert_match "^A[RA]$" "$(health_of ul)" "health after re-create"
+dmsetup message ul 0 recovery_rate 0
+wait_health ul AA 60
+assert_eq "$left" "$(stat_of ul regions_copied)" "regions copied after the reload (exactly those left)"
+legs_identical $L /dev/ram1 /dev/ram2
+dmsetup remove ul s
+
+step "host writes racing with copies: the raced copies are redone, nothing lost"
+# Writes to the primary take 200 ms, reads none: a copy (a read of the
+# primary) of a region with a write in flight is common.
+wipe /dev/ram0 /dev/ram1 /dev/ram2
+dmsetup create slowp --table "0 $L delay /dev/ram1 0 0 /dev/ram1 0 200"
+create rc "0 $L fracture /dev/ram0 $R 2 /dev/mapper/slowp /dev/ram2 1 nosync"
+dmsetup message rc 0 fracture 1
+fio --name=d --filename=/dev/mapper/rc --size=4M --direct=1 --ioengine=libaio --iodepth=32 \
+	--rw=write --bs=64k --output-format=terse --minimal >/dev/null || fail "fio dirtying"
+assert_eq 64 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"
+fio --name=race --filename=/dev/mapper/rc --size=4M --direct=1 --ioengine=libaio \
+	--iodepth=32 --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1 --do_verify=1 \
+	--time_based --runtime=4 --randrepeat=0 --output-format=terse --minimal \
+	>/tmp/fio-race.out 2>&1 &
+pid=$!
+# Rejoin once the writes are flowing; copies spread over ~2 s of the 4.
+h0=$(stat_of rc host_writes)
+for _ in $(seq 100); do
+	[ "$(stat_of rc host_writes)" -gt $((h0 + 64)) ] && break
+	sleep 0.1
+done
+dmsetup message rc 0 recovery_rate 2048
+dmsetup message rc 0 rejoin 1
+wait $pid || { cat /tmp/fio-race.out; fail "fio verify failed while racing with recovery"; }
+wait_health rc AA 60
+redone=$(stat_of rc copies_redone)
+echo "copies redone: $redone, regions copied: $(stat_of rc regions_copied)"
+[ "$redone" -gt 0 ] || fail "no copy raced with a host write: the race is not exercised"
+legs_identical $L /dev/ram1 /dev/ram2
+assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
+dmsetup remove rc slowp
