@@ -114,15 +114,6 @@ impl From<LoadError> for CtrError {
     }
 }
 
-impl From<Error> for LoadError {
-    fn from(errno: Error) -> Self {
-        LoadError {
-            reason: c_str!("out of memory"),
-            errno,
-        }
-    }
-}
-
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicU32 = AtomicU32::new(0);
 
