@@ -9,12 +9,13 @@
 #   make demo       show a mirror at work in a VM
 #   make check      host unit tests + VM suite on the debug kernel
 #   make bench      benchmarks in a VM on the non-debug kernel (not a test)
+#   make crash-soak crash consistency with POINTS guest crashes (default 100)
 
 KDIR ?= $(shell scripts/kernel.sh path debug)
 LLVM ?= 1
 export LLVM
 
-.PHONY: all modules clean setup kernel check test-host test-vm demo bench
+.PHONY: all modules clean setup kernel check test-host test-vm demo bench crash-soak
 
 all: modules
 
@@ -46,3 +47,8 @@ demo:
 
 bench:
 	scripts/bench.sh release
+
+POINTS ?= 100
+crash-soak: kernel
+	$(MAKE) modules
+	tests/vm/crash.sh $(POINTS)

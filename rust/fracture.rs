@@ -11,6 +11,8 @@
 pub mod crc32c;
 #[path = "fracture-core/src/format.rs"]
 pub mod format;
+#[path = "fracture-core/src/intent.rs"]
+pub mod intent;
 #[path = "fracture-core/src/message.rs"]
 pub mod message;
 #[path = "fracture-core/src/rate.rs"]

@@ -301,54 +301,82 @@ impl<T: Target> MapBio<'_, T> {
     /// Each clone is written at the bio's target-relative sector.
     pub fn fan_out<'b>(self, to: impl Iterator<Item = FanTarget<'b>>) -> MapResult {
         let sector = self.sector();
-        let data = self.data;
-        // SAFETY: per-bio data is initialised (type invariant); the atomics
-        // are only accessed through shared references.
-        let st = unsafe { data.as_ref() };
-        // A bias of one so that completions racing with submission cannot
-        // finish the bio before every clone is out.
-        st.pending.store(1, Ordering::Relaxed);
-        st.failed.store(0, Ordering::Relaxed);
-        for t in to {
-            let bit = 1u32.checked_shl(t.index).unwrap_or(0);
-            // SAFETY: the source bio is live and ours; the device is held
-            // open by `t.dev`; the bio set outlives every clone (it belongs
-            // to the target, which is idle before it is destroyed).
-            let clone = unsafe {
-                bindings::bio_alloc_clone(
-                    t.dev.raw_bdev(),
-                    self.bio.as_ptr(),
-                    bindings::GFP_NOIO,
-                    t.set.raw(),
-                )
-            };
-            let Some(clone) = NonNull::new(clone) else {
-                st.failed.fetch_or(bit, Ordering::Relaxed);
-                continue;
-            };
-            let c = clone.as_ptr();
-            // SAFETY: `c` is a fresh clone from a bio set whose front pad is a
-            // `CloneTag` (see `BioSet::new`), so the tag sits right before it;
-            // the clone is ours until submitted. `bi_private` points at the
-            // per-bio data, which lives until the source bio ends, i.e. after
-            // every clone completed.
-            unsafe {
-                c.cast::<CloneTag>()
-                    .sub(1)
-                    .write(CloneTag { index: t.index });
-                (*c).bi_iter.bi_sector = sector;
-                (*c).bi_end_io = Some(clone_endio::<T>);
-                (*c).bi_private = data.as_ptr().cast();
-            }
-            st.pending.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: a fully set-up clone; ownership passes to the block layer.
-            unsafe { bindings::submit_bio_noacct(c) };
-        }
-        if st.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // SAFETY: every clone completed (or none was made); the bio is ours.
-            unsafe { fanout_finish::<T>(self.target, self.bio, data) };
-        }
+        // SAFETY: the bio is live and ours, `data` its initialised per-bio
+        // data; `map` returns DM_MAPIO_SUBMITTED, so dm core leaves it to us.
+        unsafe { fan_out_raw(self.target, self.bio, self.data, sector, to) };
         MapResult(bindings::DM_MAPIO_SUBMITTED as c_int)
+    }
+
+    /// Takes the bio over, to be dealt with later (e.g. by a thread, once
+    /// metadata is on disk): `map` returns the [`MapResult`].
+    pub fn hold(self) -> (HeldBio<T>, MapResult) {
+        (
+            HeldBio {
+                bio: self.bio,
+                data: self.data,
+                _p: PhantomData,
+            },
+            MapResult(bindings::DM_MAPIO_SUBMITTED as c_int),
+        )
+    }
+}
+
+/// Clones `bio` once per entry of `to` at target-relative `sector`,
+/// submits the clones and calls [`Target::fanout_done`] when the last
+/// completes (at once if none could be made).
+///
+/// # Safety
+///
+/// `bio` must be a live bio of `target` owned by the caller and never
+/// submitted itself, `data` its initialised per-bio data. Ownership of the
+/// bio passes to the fan-out.
+unsafe fn fan_out_raw<'b, T: Target>(
+    target: &T,
+    bio: NonNull<bindings::bio>,
+    data: NonNull<PerBio<T>>,
+    sector: u64,
+    to: impl Iterator<Item = FanTarget<'b>>,
+) {
+    // SAFETY: per-bio data is initialised (the caller's contract); the
+    // atomics are only accessed through shared references.
+    let st = unsafe { data.as_ref() };
+    // A bias of one so that completions racing with submission cannot
+    // finish the bio before every clone is out.
+    st.pending.store(1, Ordering::Relaxed);
+    st.failed.store(0, Ordering::Relaxed);
+    for t in to {
+        let bit = 1u32.checked_shl(t.index).unwrap_or(0);
+        // SAFETY: the source bio is live and ours; the device is held open
+        // by `t.dev`; the bio set outlives every clone (it belongs to the
+        // target, which is idle before it is destroyed).
+        let clone = unsafe {
+            bindings::bio_alloc_clone(t.dev.raw_bdev(), bio.as_ptr(), bindings::GFP_NOIO, t.set.raw())
+        };
+        let Some(clone) = NonNull::new(clone) else {
+            st.failed.fetch_or(bit, Ordering::Relaxed);
+            continue;
+        };
+        let c = clone.as_ptr();
+        // SAFETY: `c` is a fresh clone from a bio set whose front pad is a
+        // `CloneTag` (see `BioSet::new`), so the tag sits right before it;
+        // the clone is ours until submitted. `bi_private` points at the
+        // per-bio data, which lives until the source bio ends, i.e. after
+        // every clone completed.
+        unsafe {
+            c.cast::<CloneTag>()
+                .sub(1)
+                .write(CloneTag { index: t.index });
+            (*c).bi_iter.bi_sector = sector;
+            (*c).bi_end_io = Some(clone_endio::<T>);
+            (*c).bi_private = data.as_ptr().cast();
+        }
+        st.pending.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: a fully set-up clone; ownership passes to the block layer.
+        unsafe { bindings::submit_bio_noacct(c) };
+    }
+    if st.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // SAFETY: every clone completed (or none was made); the bio is ours.
+        unsafe { fanout_finish::<T>(target, bio, data) };
     }
 }
 
@@ -468,6 +496,22 @@ impl<T: Target> HeldBio<T> {
     pub fn sectors(&self) -> u64 {
         // SAFETY: the bio is live until ended.
         u64::from(unsafe { (*self.bio.as_ptr()).bi_iter.bi_size } >> 9)
+    }
+
+    /// Fans the bio out like [`MapBio::fan_out`]; [`Target::fanout_done`]
+    /// is called when every clone completed. Process context (the clones
+    /// are allocated with `GFP_NOIO` from the bio sets).
+    pub fn fan_out<'b>(self, to: impl Iterator<Item = FanTarget<'b>>) {
+        let (bio, data) = (self.bio, self.data);
+        let sector = self.sector();
+        core::mem::forget(self);
+        // SAFETY: `map_cb` stored the target in the per-bio data; a target
+        // is only destroyed once none of its bios is in flight, and this one
+        // is.
+        let target = unsafe { &*data.as_ref().target };
+        // SAFETY: we own the live bio (it was held, never submitted) and
+        // forgot `self`, so it is dealt with once, by the fan-out.
+        unsafe { fan_out_raw(target, bio, data, sector, to) };
     }
 
     /// Ends the bio with `status`.

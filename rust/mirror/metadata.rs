@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The metadata device at run time: the superblock and the per-leg fracture
-//! bitmaps, kept in memory and committed to disk in batches.
+//! The metadata device at run time: the superblock, the per-leg fracture
+//! bitmaps and the write-intent bitmap, kept in memory and committed to
+//! disk in batches.
 //!
 //! Every change (a bit set, a leg state change) is made in memory under a
 //! spinlock and stamped with the *epoch* (`open_seq`) it belongs to. A commit
@@ -19,6 +20,14 @@
 //! host write to that region was in flight at any time during the copy
 //! (see [`Shared::begin_write`] and [`Shared::start_copy`]); otherwise the
 //! bit stays and the region is copied again later.
+//!
+//! Write-intent log: a host write is sent to the legs only once every
+//! region it touches is set in the intent bitmap on disk (see
+//! [`crate::intent`], which tracks that without this lock for regions
+//! already marked). Bits are cleared lazily by [`Shared::settle`], after
+//! the legs were flushed; a clean suspend leaves the bitmap empty. Regions
+//! found set at activation had writes in flight at a crash: they are set
+//! in every secondary's fracture bitmap and copied from the primary.
 
 use super::Fracture;
 use crate::dm::device::Dev;
@@ -29,6 +38,8 @@ use crate::format::{
     payload_mut, seal, set_bit, test_bit, verify, BlockType, Layout, LegState, Superblock, BITS_PER_BLOCK,
     SECTORS_PER_BLOCK,
 };
+use crate::intent::{words_for, IntentTracker, WRITE_BUCKETS};
+use core::ops::Range;
 use crate::region::Geometry;
 use crate::table::MAX_LEGS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -36,14 +47,19 @@ use kernel::c_str;
 use kernel::new_mutex;
 use kernel::new_spinlock;
 use kernel::prelude::*;
+use kernel::alloc::KVVec;
 use kernel::sync::{Arc, Mutex, SpinLock};
+
+/// The lock-free side of the write-intent log.
+type Tracker = IntentTracker<KVVec<AtomicU64>, KVec<AtomicU32>>;
 
 /// In-memory metadata, under [`Shared::state`].
 pub(crate) struct MetaState {
     pub(crate) sb: Superblock,
     /// Epoch of the last superblock change; 0 = nothing to write.
     sb_seq: u64,
-    /// Fracture bitmap blocks, leg-major, `layout.bitmap_blocks()` per leg.
+    /// Bitmap blocks, `layout.bitmap_blocks()` per bitmap: the fracture
+    /// bitmap of leg 0, 1, ..., then the intent bitmap (the on-disk order).
     blocks: KVec<Block>,
     /// Epoch of each block's last change.
     block_seq: KVec<u64>,
@@ -51,6 +67,8 @@ pub(crate) struct MetaState {
     dirty: KVec<bool>,
     /// Set bits per leg.
     pub(crate) counts: [u64; MAX_LEGS],
+    /// Set bits in the intent bitmap.
+    pub(crate) intent_count: u64,
     /// The epoch changes are stamped with now.
     open_seq: u64,
     /// Regions the recovery thread is copying.
@@ -62,9 +80,6 @@ pub(crate) struct MetaState {
 
 /// Copies the recovery thread keeps in flight at most.
 pub(crate) const COPY_SLOTS: usize = 8;
-
-/// Buckets of the in-flight host write counters ([`Shared::begin_write`]).
-const WRITE_BUCKETS: usize = 1024;
 
 /// A region being copied, as the write path sees it.
 #[derive(Clone, Copy, Default)]
@@ -114,9 +129,6 @@ impl From<LoadError> for CtrError {
     }
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO: AtomicU32 = AtomicU32::new(0);
-
 /// State shared by the target, its metadata thread and message handlers.
 #[pin_data]
 pub(crate) struct Shared {
@@ -133,8 +145,13 @@ pub(crate) struct Shared {
     /// Bit `i`: leg `i` is recovering (gets every write, and copies).
     /// Changed under `state`'s lock only.
     pub(crate) recovering: AtomicU32,
-    /// Host writes in flight, per bucket of regions (`region % WRITE_BUCKETS`).
-    inflight: [AtomicU32; WRITE_BUCKETS],
+    /// Host writes in flight and the intent bits known durable.
+    intent: Tracker,
+    /// Serialises [`Shared::settle`] and [`Shared::set_active`].
+    #[pin]
+    settle_lock: Mutex<()>,
+    /// Resumed and not suspended since: [`Shared::settle`] may clear.
+    active: AtomicBool,
     /// Host writes started, ever (recovery backs off while it moves).
     pub(crate) host_writes: AtomicU64,
     pub(crate) stats: Stats,
@@ -158,6 +175,18 @@ pub(crate) struct Shared {
 
 /// Why writes cannot be logged.
 pub(crate) struct MetadataFailed;
+
+/// What a write needs, from [`Shared::begin_write`].
+pub(crate) struct WriteStart {
+    /// Fractured legs: they must not get the write, it is logged for them.
+    pub(crate) logged: u32,
+    /// Epoch that must be durable before the write completes (fracture
+    /// bits; the commit may run while the write is on its way).
+    pub(crate) need: u64,
+    /// Epoch that must be durable before the write is sent to any leg
+    /// (intent bits); 0 if none.
+    pub(crate) intent_need: u64,
+}
 
 /// What a commit did.
 pub(crate) struct Committed {
@@ -193,7 +222,8 @@ impl Shared {
             return Err(ctr_err(c_str!("metadata device too small")));
         }
         let io = IoClient::new()?;
-        let nblocks = (u64::from(nr_legs) * layout.bitmap_blocks()) as usize;
+        // Every fracture bitmap, then the intent bitmap.
+        let nblocks = (u64::from(nr_legs + 1) * layout.bitmap_blocks()) as usize;
         let mut blocks = KVec::with_capacity(nblocks, GFP_KERNEL)?;
         let mut block_seq = KVec::with_capacity(nblocks, GFP_KERNEL)?;
         let mut dirty = KVec::with_capacity(nblocks, GFP_KERNEL)?;
@@ -238,10 +268,25 @@ impl Shared {
             block_seq,
             dirty,
             counts: [0; MAX_LEGS],
+            intent_count: 0,
             open_seq: 1,
             copying: [CopySlot::default(); COPY_SLOTS],
             recovered: 0,
         };
+        let words = words_for(geometry.nr_regions());
+        let bitmap = || -> Result<KVVec<AtomicU64>> {
+            let mut v = KVVec::with_capacity(words, GFP_KERNEL)?;
+            for _ in 0..words {
+                v.push(AtomicU64::new(0), GFP_KERNEL)?;
+            }
+            Ok(v)
+        };
+        let mut buckets = KVec::with_capacity(WRITE_BUCKETS, GFP_KERNEL)?;
+        for _ in 0..WRITE_BUCKETS {
+            buckets.push(AtomicU32::new(0), GFP_KERNEL)?;
+        }
+        let intent = IntentTracker::new(bitmap()?, bitmap()?, bitmap()?, buckets, geometry.nr_regions())
+            .map_err(|_| EINVAL)?;
         let shared = Arc::pin_init(
             pin_init!(Self {
                 state <- new_spinlock!(state, "fracture_meta"),
@@ -249,7 +294,9 @@ impl Shared {
                 committed: AtomicU64::new(0),
                 logged: AtomicU32::new(0),
                 recovering: AtomicU32::new(0),
-                inflight: [ZERO; WRITE_BUCKETS],
+                intent,
+                settle_lock <- new_mutex!((), "fracture_settle"),
+                active: AtomicBool::new(false),
                 host_writes: AtomicU64::new(0),
                 stats: Stats::default(),
                 primary_failed: AtomicBool::new(false),
@@ -268,7 +315,7 @@ impl Shared {
             }),
             GFP_KERNEL,
         )?;
-        shared.load()?;
+        shared.load(false)?;
         Ok(shared)
     }
 
@@ -329,8 +376,11 @@ impl Shared {
     /// replacing what is there: at construction, and at the first resume (a
     /// table this one replaces may have committed changes after this one's
     /// constructor read it; no I/O runs on this table yet, and the old
-    /// table is suspended). Messages go to the kernel log.
-    pub(crate) fn load(&self) -> Result<(), LoadError> {
+    /// table is suspended). Messages go to the kernel log. Only when
+    /// `activate` (the first resume) are regions left in the intent bitmap
+    /// by a crash handed to the secondaries: at construction an older table
+    /// may still be running and marking.
+    pub(crate) fn load(&self, activate: bool) -> Result<(), LoadError> {
         let name = self.dev.name();
         let mut buf = self.commit.lock();
         self.io.read(&self.dev, 0, &mut buf).map_err(|e| {
@@ -388,11 +438,54 @@ impl Shared {
                 b += 1;
             }
         }
-        for idx in 0..per_leg {
+        // The intent bitmap only at activation: at construction an older
+        // table may still be rewriting it (a torn read would refuse a good
+        // device) and its bits are not ours yet.
+        let mut intent_count = 0;
+        for idx in (0..per_leg).filter(|_| activate) {
             let nr = self.layout.intent_block(idx);
             read_verified(&self.io, &self.dev, nr, BlockType::IntentBitmap, &sb.uuid, &mut buf)?;
+            if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
+                crate::dm_err!(
+                    "metadata device {}: intent bitmap block {} has bits set past the last region; refusing it (fracturectl repair can rebuild it)",
+                    name,
+                    nr
+                );
+                return Err(LoadError {
+                    reason: c_str!("corrupt metadata"),
+                    errno: EINVAL,
+                });
+            }
+            intent_count += count_ones(payload(buf.bytes()));
+            let mut st = self.state.lock();
+            st.blocks[b].bytes_mut().copy_from_slice(buf.bytes());
+            st.dirty[b] = false;
+            st.block_seq[b] = 0;
+            b += 1;
         }
         let mut st = self.state.lock();
+        if !activate {
+            for idx in 0..per_leg {
+                let b = self.block_index(self.nr_legs, idx);
+                payload_mut(st.blocks[b].bytes_mut()).fill(0);
+                st.dirty[b] = false;
+            }
+        }
+        st.intent_count = intent_count;
+        if activate && intent_count != 0 {
+            // Not shut down cleanly: writes to these regions may have
+            // reached some legs and not others. The primary is the source:
+            // every secondary gets them in its fracture bitmap (an in-sync
+            // one starts recovering), then the intent bitmap is emptied,
+            // in the same commit and after them (see `commit`).
+            self.intent_to_legs(&mut st, &mut sb, &mut counts);
+            crate::dm_warn!(
+                "metadata device {}: not shut down cleanly; {} regions that may have had writes in flight are copied from the primary to the secondaries",
+                name,
+                intent_count
+            );
+        }
+        self.intent.reset();
         let (mut logged, mut recovering) = (0, 0);
         for leg in 0..self.nr_legs {
             let rec = sb.leg_mut(leg);
@@ -416,6 +509,75 @@ impl Shared {
         self.logged.store(logged, Ordering::SeqCst);
         self.recovering.store(recovering, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Index in `MetaState::blocks` of block `idx` of bitmap `which`
+    /// (a leg, or `nr_legs` for the intent bitmap).
+    fn block_index(&self, which: u32, idx: u64) -> usize {
+        (u64::from(which) * self.layout.bitmap_blocks() + idx) as usize
+    }
+
+    /// Sets every intent bit in the fracture bitmap of secondary `leg`, in
+    /// the open epoch; `st` locked. Returns the bits newly set.
+    fn or_intent_into(&self, st: &mut MetaState, leg: u32) -> u64 {
+        let mut added = 0;
+        for idx in 0..self.layout.bitmap_blocks() {
+            let from = self.block_index(self.nr_legs, idx);
+            let to = self.block_index(leg, idx);
+            let mut block_added = 0;
+            let mut bit = 0;
+            while let Some(found) = next_set_bit(payload(st.blocks[from].bytes()), bit) {
+                if set_bit(payload_mut(st.blocks[to].bytes_mut()), found) {
+                    block_added += 1;
+                }
+                bit = found + 1;
+            }
+            if block_added != 0 {
+                st.block_seq[to] = st.open_seq;
+                st.dirty[to] = true;
+                added += block_added;
+            }
+        }
+        st.counts[leg as usize] += added;
+        added
+    }
+
+    /// At activation after a crash: the intent bits go into every
+    /// secondary's fracture bitmap (in-sync legs start recovering), and
+    /// the intent bitmap is emptied. `sb` and `counts` are the ones being
+    /// loaded.
+    fn intent_to_legs(&self, st: &mut MetaState, sb: &mut Superblock, counts: &mut [u64; MAX_LEGS]) {
+        st.counts = *counts;
+        let mut left_sync = false;
+        for leg in 1..self.nr_legs {
+            self.or_intent_into(st, leg);
+            let rec = sb.leg_mut(leg);
+            if rec.state == LegState::InSync {
+                rec.state = LegState::Recovering;
+                rec.split = false;
+                left_sync = true;
+            }
+        }
+        // Legs left the in-sync set: like a fracture, the event count moves
+        // on and the legs still in sync (the primary) take it, so the
+        // recovering legs' older generation marks them as no copy source.
+        if left_sync {
+            sb.event += 1;
+            let event = sb.event;
+            for leg in 0..self.nr_legs {
+                if sb.leg(leg).state == LegState::InSync {
+                    sb.leg_mut(leg).generation = event;
+                }
+            }
+        }
+        *counts = st.counts;
+        for idx in 0..self.layout.bitmap_blocks() {
+            let b = self.block_index(self.nr_legs, idx);
+            payload_mut(st.blocks[b].bytes_mut()).fill(0);
+            st.dirty[b] = true;
+        }
+        st.intent_count = 0;
+        st.sb_seq = st.open_seq;
     }
 
     /// Raises a dm event. Process context.
@@ -448,82 +610,195 @@ impl Shared {
         need
     }
 
-    /// Calls `f` on the in-flight counter of every bucket the regions of
-    /// `sector..sector + sectors` fall in (each bucket once at most when the
-    /// range covers them all).
-    fn for_buckets(&self, sector: u64, sectors: u64, f: impl Fn(&AtomicU32)) {
-        let regions = self.geometry.regions_of(sector, sectors);
-        if regions.end - regions.start >= WRITE_BUCKETS as u64 {
-            self.inflight.iter().for_each(f);
-        } else {
-            for r in regions {
-                f(&self.inflight[(r % WRITE_BUCKETS as u64) as usize]);
-            }
-        }
-    }
-
     /// Starts a host write (or write-zeroes, discard) of `sector..sector +
-    /// sectors` that is about to be sent to the legs: counts it in flight
-    /// until [`Shared::end_write`], voids any copy of its regions, and, if
-    /// `log`, sets its regions in the bitmaps of the fractured legs.
-    /// Returns the legs it logged for (which must not get the write) and
-    /// the epoch to wait for.
+    /// sectors`: counts it in flight until [`Shared::end_write`], makes
+    /// sure its regions are set in the intent bitmap, voids any copy of its
+    /// regions and, if `log`, sets its regions in the bitmaps of the
+    /// fractured legs.
     ///
     /// Fails, having undone everything, if something new would need
-    /// logging but the metadata device has failed.
+    /// marking or logging but the metadata device has failed: a write is
+    /// never sent unmarked, nor acknowledged unlogged.
     ///
-    /// Ordering with [`Shared::start_copy`]: the count goes up before the
-    /// leg masks are read (both `SeqCst`). A write that saw no recovering
-    /// leg was counted before any copy could start; one that takes the lock
-    /// either sees the copy's slot or was counted before the slot went in.
+    /// Ordering with [`Shared::start_copy`]: the write is counted in flight
+    /// before the leg masks are read (both `SeqCst`). A write that saw no
+    /// recovering leg was counted before any copy could start; one that
+    /// takes the lock either sees the copy's slot or was counted before the
+    /// slot went in.
     pub(crate) fn begin_write(
         &self,
         sector: u64,
         sectors: u64,
         log: bool,
-    ) -> Result<(u32, u64), MetadataFailed> {
-        self.for_buckets(sector, sectors, |b| {
-            b.fetch_add(1, Ordering::SeqCst);
-        });
+    ) -> Result<WriteStart, MetadataFailed> {
+        let regions = self.geometry.regions_of(sector, sectors);
+        let durable = self.intent.start_write(regions.clone());
         self.host_writes.fetch_add(1, Ordering::Relaxed);
-        if self.logged.load(Ordering::SeqCst) == 0 && self.recovering.load(Ordering::SeqCst) == 0
-        {
-            return Ok((0, 0));
+        let mut start = WriteStart {
+            logged: 0,
+            need: 0,
+            intent_need: 0,
+        };
+        let recovering = self.recovering.load(Ordering::SeqCst);
+        if durable && self.logged.load(Ordering::SeqCst) == 0 && recovering == 0 {
+            return Ok(start);
         }
         let mut st = self.state.lock();
-        let regions = self.geometry.regions_of(sector, sectors);
-        for slot in st.copying.iter_mut() {
-            if slot.active && regions.contains(&slot.region) {
-                slot.void = true;
-                slot.raced = true;
+        if recovering != 0 {
+            for slot in st.copying.iter_mut() {
+                if slot.active && regions.contains(&slot.region) {
+                    slot.void = true;
+                    slot.raced = true;
+                }
             }
         }
-        if !log {
-            return Ok((0, 0));
+        if !durable {
+            start.intent_need = self.set_intent(&mut st, regions.clone());
         }
-        let legs = self.logged.load(Ordering::Relaxed);
-        let need = self.set_bits(&mut st, legs, sector, sectors);
-        if need > self.committed() && self.meta_failed.load(Ordering::Relaxed) {
+        if log {
+            start.logged = self.logged.load(Ordering::Relaxed);
+            start.need = self.set_bits(&mut st, start.logged, sector, sectors);
+        }
+        let committed = self.committed();
+        if (start.need > committed || start.intent_need > committed)
+            && self.meta_failed.load(Ordering::Relaxed)
+        {
             drop(st);
             self.end_write(sector, sectors);
             return Err(MetadataFailed);
         }
-        Ok((legs, need))
+        Ok(start)
+    }
+
+    /// Sets `regions` in the intent bitmap; `st` locked. Returns the epoch
+    /// that must be durable before a write to them is sent (at most the
+    /// committed one if they are already on disk).
+    fn set_intent(&self, st: &mut MetaState, regions: Range<u64>) -> u64 {
+        let mut need = 0;
+        for region in regions {
+            let (idx, bit) = bit_position(region);
+            let b = self.block_index(self.nr_legs, idx);
+            if set_bit(payload_mut(st.blocks[b].bytes_mut()), bit) {
+                st.intent_count += 1;
+                st.block_seq[b] = st.open_seq;
+                st.dirty[b] = true;
+            }
+            need = need.max(st.block_seq[b]);
+        }
+        need
+    }
+
+    /// A held write is about to be sent: legs fractured since
+    /// [`Shared::begin_write`] (beyond `logged`) must not get it; its
+    /// sectors are logged for them. Returns all legs not to send it to and
+    /// the epoch the write must wait for before it completes.
+    pub(crate) fn log_late(&self, logged: u32, sector: u64, sectors: u64) -> (u32, u64) {
+        let now = self.logged.load(Ordering::SeqCst);
+        let late = now & !logged;
+        if late == 0 {
+            return (logged, 0);
+        }
+        let mut st = self.state.lock();
+        (logged | late, self.set_bits(&mut st, late, sector, sectors))
+    }
+
+    /// The intent bits of a write started with [`Shared::begin_write`] are
+    /// on disk: it may be sent, and later writes to its regions need not
+    /// wait for them.
+    pub(crate) fn intent_durable(&self, sector: u64, sectors: u64) {
+        self.intent.mark_durable(self.geometry.regions_of(sector, sectors));
     }
 
     /// Ends what [`Shared::begin_write`] started, once the write completed
-    /// on every leg it was sent to.
+    /// on every leg it was sent to (or was not sent).
     pub(crate) fn end_write(&self, sector: u64, sectors: u64) {
-        self.for_buckets(sector, sectors, |b| {
-            b.fetch_sub(1, Ordering::SeqCst);
-        });
+        self.intent.end_write(self.geometry.regions_of(sector, sectors));
+    }
+
+    /// Clears the intent bits of regions no write touched for a whole scan
+    /// period (every region with none in flight if `quiesced`: the device
+    /// is suspended), once `flush` flushed every leg that gets writes.
+    /// Returns the bits cleared; the caller commits. Sleeps.
+    pub(crate) fn settle(&self, quiesced: bool, flush: impl FnOnce() -> Result) -> u64 {
+        let _serial = self.settle_lock.lock();
+        // Not before the first resume (an older table may still be running
+        // and marking; a crash's bits are not handed to the legs yet), not
+        // after a suspend, and not once nothing can be written.
+        if !self.active.load(Ordering::Acquire) || self.meta_failed.load(Ordering::Acquire) {
+            return 0;
+        }
+        let mut scan = self.intent.scan(quiesced);
+        let per = self.layout.bitmap_blocks();
+        let nr_regions = self.geometry.nr_regions();
+        // One block per lock hold.
+        for idx in 0..per {
+            let st = self.state.lock();
+            let b = self.block_index(self.nr_legs, idx);
+            let mut bit = 0;
+            while let Some(found) = next_set_bit(payload(st.blocks[b].bytes()), bit) {
+                let r = idx * BITS_PER_BLOCK + found as u64;
+                if r >= nr_regions {
+                    break;
+                }
+                self.intent.consider(&mut scan, r);
+                bit = found + 1;
+            }
+        }
+        if scan.candidates() == 0 {
+            return 0;
+        }
+        let Ok(settled) = self.intent.flush(scan, flush) else {
+            return 0;
+        };
+        // Clear and commit under the commit lock: a commit already running
+        // may have copied a leg's fracture bitmap before a fracture added
+        // bits to it, and must not then write intent blocks cleared on the
+        // strength of those bits. Ours writes the fracture bitmaps first.
+        let mut buf = self.commit.lock();
+        let mut cleared = 0;
+        for idx in 0..per {
+            let mut st = self.state.lock();
+            let b = self.block_index(self.nr_legs, idx);
+            let mut bit = 0;
+            let mut block_cleared = 0;
+            while let Some(found) = next_set_bit(payload(st.blocks[b].bytes()), bit) {
+                let r = idx * BITS_PER_BLOCK + found as u64;
+                bit = found + 1;
+                // No new epoch: a clear is never waited for, and a later
+                // set stamps the block again.
+                if r < nr_regions
+                    && settled.try_clear(r)
+                    && clear_bit(payload_mut(st.blocks[b].bytes_mut()), found)
+                {
+                    block_cleared += 1;
+                }
+            }
+            if block_cleared != 0 {
+                st.dirty[b] = true;
+                st.intent_count -= block_cleared;
+                cleared += block_cleared;
+            }
+        }
+        if cleared != 0 {
+            self.commit_locked(&mut buf);
+        }
+        cleared
+    }
+
+    /// The table is running (first resume done) or not (suspended): intent
+    /// bits are cleared only while it runs.
+    pub(crate) fn set_active(&self, active: bool) {
+        let _serial = self.settle_lock.lock();
+        self.active.store(active, Ordering::Release);
     }
 
     /// Fractures leg `leg` (a failed write, or on purpose when `split`): it
     /// gets no more writes and its writes are logged. An in-sync leg leaves
     /// the in-sync set: the array event count moves on and the legs still in
     /// sync take the new generation. A recovering leg keeps its bits and
-    /// its copies clear nothing. Returns whether the state changed.
+    /// its copies clear nothing. Either way the regions set in the intent
+    /// bitmap are set in its fracture bitmap. Returns whether the state
+    /// changed.
     fn fracture_locked(&self, st: &mut MetaState, leg: u32, split: bool) -> bool {
         match st.sb.leg(leg).state {
             LegState::InSync => {
@@ -538,6 +813,9 @@ impl Shared {
             LegState::Recovering => self.void_copies(st, leg),
             LegState::Fractured | LegState::Failed => return false,
         }
+        // Writes the leg took may still be in flight, or in its volatile
+        // cache (not flushed yet): the intent bits cover both.
+        self.or_intent_into(st, leg);
         let rec = st.sb.leg_mut(leg);
         rec.state = LegState::Fractured;
         rec.split = split;
@@ -701,14 +979,14 @@ impl Shared {
     /// [`Shared::finish_copy`], the copy will clear nothing.
     pub(crate) fn start_copy(&self, slot: usize, region: u64, legs: u32) {
         let mut st = self.state.lock();
-        let busy = self.inflight[(region % WRITE_BUCKETS as u64) as usize].load(Ordering::SeqCst);
+        let busy = self.intent.busy(region);
         if let Some(s) = st.copying.get_mut(slot) {
             *s = CopySlot {
                 active: true,
                 region,
                 legs,
-                void: busy != 0,
-                raced: busy != 0,
+                void: busy,
+                raced: busy,
             };
         }
     }
@@ -814,6 +1092,11 @@ impl Shared {
     /// already durable is lost, nothing new becomes durable.
     pub(crate) fn commit(&self) -> Committed {
         let mut buf = self.commit.lock();
+        self.commit_locked(&mut buf)
+    }
+
+    /// [`Shared::commit`] with the commit lock held (`buf` is its block).
+    fn commit_locked(&self, buf: &mut Block) -> Committed {
         let (seq, uuid) = {
             let mut st = self.state.lock();
             let seq = st.open_seq;
@@ -824,7 +1107,10 @@ impl Shared {
             return Committed { seq: None };
         }
         let per_leg = self.layout.bitmap_blocks();
-        let nblocks = (u64::from(self.nr_legs) * per_leg) as usize;
+        // The fracture bitmaps before the intent bitmap: bits moved from the
+        // intent bitmap into a leg's (at activation) are on disk before
+        // they leave it.
+        let nblocks = (u64::from(self.nr_legs + 1) * per_leg) as usize;
         let mut result = Ok(());
         for b in 0..nblocks {
             {
@@ -835,10 +1121,14 @@ impl Shared {
                 st.dirty[b] = false;
                 buf.bytes_mut().copy_from_slice(st.blocks[b].bytes());
             }
-            let leg = (b as u64 / per_leg) as u32;
-            let nr = self.layout.fracture_block(leg, b as u64 % per_leg);
-            seal(buf.bytes_mut(), BlockType::FractureBitmap, nr, &uuid);
-            result = self.io.write(&self.dev, nr * SECTORS_PER_BLOCK, &buf, true);
+            let which = (b as u64 / per_leg) as u32;
+            let (nr, kind) = if which == self.nr_legs {
+                (self.layout.intent_block(b as u64 % per_leg), BlockType::IntentBitmap)
+            } else {
+                (self.layout.fracture_block(which, b as u64 % per_leg), BlockType::FractureBitmap)
+            };
+            seal(buf.bytes_mut(), kind, nr, &uuid);
+            result = self.io.write(&self.dev, nr * SECTORS_PER_BLOCK, buf, true);
             self.stats.metadata_writes.fetch_add(1, Ordering::Relaxed);
             if result.is_err() {
                 self.state.lock().dirty[b] = true;
@@ -864,7 +1154,7 @@ impl Shared {
             };
             if let Some(sb) = sb {
                 sb.encode(buf.bytes_mut());
-                result = self.io.write(&self.dev, 0, &buf, true);
+                result = self.io.write(&self.dev, 0, buf, true);
                 self.stats.metadata_writes.fetch_add(1, Ordering::Relaxed);
                 if result.is_err() {
                     let mut st = self.state.lock();
@@ -958,7 +1248,7 @@ fn format(
         let nr = layout.intent_block(idx);
         buf.bytes_mut().fill(0);
         seal(buf.bytes_mut(), BlockType::IntentBitmap, nr, &sb.uuid);
-        io.write(dev, nr * SECTORS_PER_BLOCK, buf, false)
+        io.write(dev, nr * SECTORS_PER_BLOCK, buf, true)
             .map_err(err)?;
     }
     // The superblock last and with FUA: before it is durable, the device

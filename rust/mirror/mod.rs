@@ -16,9 +16,9 @@
 mod metadata;
 mod recovery;
 
-use crate::dm::bio::{BioSet, BlkStatus, FanTarget, Op};
+use crate::dm::bio::{BioKind, BioSet, BlkStatus, FanTarget, Op};
 use crate::dm::device::Dev;
-use crate::dm::kthread::{KThread, ThreadCtx, Waker};
+use crate::dm::kthread::{now_ns, KThread, ThreadCtx, Waker};
 use crate::dm::status::{Emitter, StatusType};
 use crate::dm::target::{
     BioStack, CtrError, DeviceVisitor, HeldBio, MapBio, MapResult, Target, TargetCtx,
@@ -41,6 +41,15 @@ struct Leg {
     clones: BioSet,
 }
 
+/// What the metadata thread works with.
+struct MetaThread {
+    shared: Arc<Shared>,
+    legs: Arc<KVec<Leg>>,
+    /// `intent_delay`: how long a region must go unwritten before its
+    /// intent bit is cleared.
+    intent_delay_ms: u32,
+}
+
 /// A `fracture` target instance.
 pub(crate) struct Fracture {
     /// Copies regions to recovering legs. Declared first so that it is
@@ -48,8 +57,9 @@ pub(crate) struct Fracture {
     _recovery_thread: KThread<Recovery>,
     rec_waker: Waker,
     recovery: Arc<Recovery>,
-    /// Commits metadata and ends bios that wait for it.
-    _thread: KThread<Shared>,
+    /// Commits metadata, sends bios that wait for their intent bits and ends
+    /// bios that wait for fracture bits.
+    _thread: KThread<MetaThread>,
     waker: Waker,
     shared: Arc<Shared>,
     legs: Arc<KVec<Leg>>,
@@ -70,6 +80,10 @@ pub(crate) struct PerBio {
     /// its start, for `Shared::end_write`.
     tracked_sectors: AtomicU64,
     tracked_sector: AtomicU64,
+    /// Held until this metadata epoch is durable (its intent bits), then
+    /// sent to the legs not in `logged`; 0 once sent.
+    intent_need: AtomicU64,
+    logged: AtomicU32,
 }
 
 impl PerBio {
@@ -92,19 +106,8 @@ impl Fracture {
         self.legs.len()
     }
 
-    /// Legs that receive a write: the primary always (its failure fails the
-    /// write), the secondaries not in `logged` (the fractured ones, whose
-    /// bitmaps record the write instead).
     fn write_targets(&self, logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
-        self.legs
-            .iter()
-            .enumerate()
-            .filter(move |(i, _)| *i == 0 || logged & (1 << i) == 0)
-            .map(|(i, leg)| FanTarget {
-                dev: &leg.dev,
-                set: &leg.clones,
-                index: i as u32,
-            })
+        write_targets(&self.legs, logged)
     }
 
     /// Hands a bio to the metadata thread.
@@ -127,15 +130,86 @@ impl Fracture {
 
 }
 
+/// Legs that receive a write: the primary always (its failure fails the
+/// write), the secondaries not in `logged` (the fractured ones, whose
+/// bitmaps record the write instead).
+fn write_targets(legs: &[Leg], logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
+    legs.iter()
+        .enumerate()
+        .filter(move |(i, _)| *i == 0 || logged & (1 << i) == 0)
+        .map(|(i, leg)| FanTarget {
+            dev: &leg.dev,
+            set: &leg.clones,
+            index: i as u32,
+        })
+}
+
+/// Sends a write to its legs: discard only to legs that support it
+/// (discard promises nothing about the data, so a leg that cannot discard
+/// is left as it is and stays in sync).
+fn targets_for(legs: &[Leg], kind: BioKind, logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
+    write_targets(legs, logged).filter(move |t| kind.op != Op::Discard || t.dev.supports_discard())
+}
+
+/// Flushes every leg that gets writes, before intent bits are cleared. A
+/// secondary that fails is fractured with every region marked (a failed
+/// flush may have lost any earlier write); a primary that fails clears
+/// nothing. Sleeps.
+fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
+    let logged = shared.logged.load(Ordering::SeqCst);
+    for (i, leg) in legs.iter().enumerate() {
+        if i != 0 && logged & (1 << i) != 0 {
+            continue;
+        }
+        if let Err(e) = leg.dev.flush() {
+            if i == 0 {
+                crate::dm_err!(
+                    "primary leg 0 ({}) failed a flush ({:?}): write-intent bits kept",
+                    leg.dev.name(),
+                    e
+                );
+                return Err(e);
+            }
+            shared.note_failed(1 << i);
+        }
+    }
+    if shared.fracture_noted() {
+        shared.kick();
+    }
+    Ok(())
+}
+
 /// The metadata thread: fractures legs whose writes failed, commits the
-/// bitmaps and superblock, then ends the bios that waited for it.
-fn metadata_thread(shared: &Shared, ctx: &ThreadCtx) {
+/// bitmaps and superblock, then sends the bios that waited for their
+/// intent bits and ends those that waited for fracture bits. Every
+/// `intent_delay` it clears the intent bits of regions gone quiet.
+fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
+    let shared = &*t.shared;
+    let delay_ns = u64::from(t.intent_delay_ms) * 1_000_000;
+    let mut next_settle = now_ns().saturating_add(delay_ns);
     while !ctx.should_stop() {
-        ctx.wait(None, || shared.has_work());
+        let marked = shared.state.lock().intent_count != 0;
+        let now = now_ns();
+        if !marked {
+            next_settle = now.saturating_add(delay_ns);
+        }
+        let timeout = marked.then(|| {
+            u32::try_from(next_settle.saturating_sub(now) / 1_000_000 + 1).unwrap_or(u32::MAX)
+        });
+        ctx.wait(timeout, || shared.has_work());
+        if marked && now_ns() >= next_settle {
+            shared.settle(false, || flush_legs(shared, &t.legs));
+            next_settle = now_ns().saturating_add(delay_ns);
+        }
         let mut changed = shared.take_kick();
         let batch = BioStack::<Fracture>::default();
+        let unsent = BioStack::<Fracture>::default();
         for bio in shared.deferred.take_all() {
             let pb = bio.per_bio();
+            if pb.intent_need.load(Ordering::Relaxed) != 0 {
+                unsent.push(bio);
+                continue;
+            }
             let failed = pb.failed.load(Ordering::Relaxed);
             if failed & !1 != 0 && bio.kind().preflush {
                 // A failed flush may have lost any earlier write: every
@@ -151,8 +225,28 @@ fn metadata_thread(shared: &Shared, ctx: &ThreadCtx) {
         changed |= shared.fracture_noted();
         let was_failed = shared.meta_failed.load(Ordering::Acquire);
         shared.commit();
-        changed |= !was_failed && shared.meta_failed.load(Ordering::Acquire);
+        let meta_failed = shared.meta_failed.load(Ordering::Acquire);
+        changed |= !was_failed && meta_failed;
         let committed = shared.committed();
+        for bio in unsent.take_all() {
+            let pb = bio.per_bio();
+            let (sector, sectors) = (bio.sector(), bio.sectors());
+            if pb.intent_need.swap(0, Ordering::Relaxed) > committed {
+                // The metadata device failed: never sent unmarked.
+                if let Some((s, n)) = pb.take_tracked() {
+                    shared.end_write(s, n);
+                }
+                bio.end(BlkStatus::IOERR);
+                continue;
+            }
+            shared.intent_durable(sector, sectors);
+            // A leg fractured while the bio was held (a failure, or a
+            // split whose message has returned) must not get it.
+            let (logged, need) = shared.log_late(pb.logged.load(Ordering::Relaxed), sector, sectors);
+            pb.need.fetch_max(need, Ordering::Relaxed);
+            let kind = bio.kind();
+            bio.fan_out(targets_for(&t.legs, kind, logged));
+        }
         for bio in batch.take_all() {
             let pb = bio.per_bio();
             let ok = pb.failed.load(Ordering::Relaxed) & 1 == 0
@@ -230,7 +324,7 @@ impl Target for Fracture {
     type PerBio = PerBio;
 
     const NAME: &'static CStr = c_str!("fracture");
-    const VERSION: [u32; 3] = [0, 3, 0];
+    const VERSION: [u32; 3] = [0, 4, 0];
 
     fn new(ti: &mut TargetCtx<'_>, args: &[&CStr]) -> Result<KBox<Self>, CtrError> {
         let mut words = KVec::with_capacity(args.len(), GFP_KERNEL)?;
@@ -259,7 +353,15 @@ impl Target for Fracture {
         let n = legs.len() as u32;
         let legs = Arc::new(legs, GFP_KERNEL)?;
         let shared = Shared::open(metadata, geometry, n, t.features.nosync, ti.event_raiser())?;
-        let thread = KThread::spawn(kernel::fmt!("kfracture"), shared.clone(), metadata_thread)?;
+        let meta = Arc::new(
+            MetaThread {
+                shared: shared.clone(),
+                legs: legs.clone(),
+                intent_delay_ms: u32::try_from(t.features.intent_delay_ms()).unwrap_or(u32::MAX),
+            },
+            GFP_KERNEL,
+        )?;
+        let thread = KThread::spawn(kernel::fmt!("kfracture"), meta, metadata_thread)?;
         let waker = thread.waker();
         let recovery = Recovery::new(
             shared.clone(),
@@ -308,25 +410,28 @@ impl Target for Fracture {
             }
             Op::Write | Op::Discard | Op::WriteZeroes | Op::SecureErase => {
                 let (sector, sectors) = (bio.sector(), bio.sectors());
-                let (logged, need) = match self.shared.begin_write(sector, sectors, true) {
+                let start = match self.shared.begin_write(sector, sectors, true) {
                     Ok(v) => v,
                     // Cannot be logged: fail it rather than acknowledge a
                     // write some leg silently misses.
                     Err(_) => return bio.end(BlkStatus::IOERR),
                 };
                 let pb = bio.per_bio();
-                pb.need.store(need, Ordering::Relaxed);
+                pb.need.store(start.need, Ordering::Relaxed);
                 pb.track(sector, sectors);
-                if kind.op == Op::Discard {
-                    // Discard promises nothing about the data: a leg that
-                    // cannot discard is left as it is and stays in sync.
-                    bio.fan_out(
-                        self.write_targets(logged)
-                            .filter(|t| t.dev.supports_discard()),
-                    )
-                } else {
-                    bio.fan_out(self.write_targets(logged))
+                if start.intent_need > self.shared.committed() {
+                    // Its intent bits are not on disk yet: the metadata
+                    // thread sends it after the commit.
+                    pb.intent_need.store(start.intent_need, Ordering::Relaxed);
+                    pb.logged.store(start.logged, Ordering::Relaxed);
+                    let (held, result) = bio.hold();
+                    self.defer(held);
+                    return result;
                 }
+                if start.intent_need != 0 {
+                    self.shared.intent_durable(sector, sectors);
+                }
+                bio.fan_out(targets_for(&self.legs, kind, start.logged))
             }
             Op::Other(_) => bio.end(BlkStatus::NOTSUPP),
         }
@@ -479,6 +584,23 @@ impl Target for Fracture {
         self.recovery.pause(&self.rec_waker);
     }
 
+    fn postsuspend(&self) {
+        // Nothing is in flight: after a flush of the legs every intent bit
+        // can go, so a clean shutdown resyncs nothing.
+        self.shared.settle(true, || flush_legs(&self.shared, &self.legs));
+        let ok = self.shared.commit().seq.is_some();
+        let left = self.shared.state.lock().intent_count;
+        if ok && left != 0 {
+            crate::dm_warn!(
+                "suspend: {} write-intent bits kept (a leg flush failed); those regions are resynced at the next activation",
+                left
+            );
+        }
+        // Until the next resume, nothing is cleared: a table replacing this
+        // one owns the metadata from its first resume.
+        self.shared.set_active(false);
+    }
+
     fn presuspend_undo(&self) {
         self.recovery.unpause(&self.rec_waker);
     }
@@ -487,7 +609,7 @@ impl Target for Fracture {
         // Only the first resume: later, memory is what was committed. A
         // failed load is tried again at the next resume.
         if self.first_resume.load(Ordering::Acquire) {
-            self.shared.load().map_err(|e| e.errno)?;
+            self.shared.load(true).map_err(|e| e.errno)?;
             self.first_resume.store(false, Ordering::Release);
         }
         // Resuming with the legs present retries the failed ones.
@@ -500,6 +622,7 @@ impl Target for Fracture {
             self.recovery.kick(&self.rec_waker, legs);
         }
         self.recovery.stalled.store(0, Ordering::SeqCst);
+        self.shared.set_active(true);
         self.shared.kick();
         self.waker.wake();
         Ok(())
@@ -562,8 +685,9 @@ impl Fracture {
             .map(|i| st.counts[i])
             .sum();
         let done = st.recovered;
+        let intent = st.intent_count;
         drop(st);
-        write!(out, " 0 ")?;
+        write!(out, " {} ", intent)?;
         if recovering == 0 {
             out.write_str("idle")?;
         } else {

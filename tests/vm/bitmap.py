@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Print the regions set in one leg's fracture bitmap, read straight from a
-metadata device (format v1, see Documentation/admin-guide/device-mapper/
+"""Print the regions set in one leg's fracture bitmap (or, with `intent`,
+in the write-intent bitmap), read straight from a metadata device (format v1, see Documentation/admin-guide/device-mapper/
 dm-fracture.rst). Used by the VM tests to compare the on-disk log with what
 was written; fracturectl dump will do this for users.
 
-    bitmap.py <metadata-dev> <leg>
+    bitmap.py <metadata-dev> <leg>|intent
 """
 import struct
 import sys
@@ -15,14 +15,16 @@ BITS = (BLOCK - HEADER) * 8
 
 
 def main():
-    dev, leg = sys.argv[1], int(sys.argv[2])
+    dev, which = sys.argv[1], sys.argv[2]
     with open(dev, "rb", buffering=0) as f:
         sb = f.read(BLOCK)
         assert sb[32:40] == b"FRACTURE", "no superblock"
         nr_regions, = struct.unpack_from("<Q", sb, 56)
         nr_legs, = struct.unpack_from("<I", sb, 72)
         per_leg, = struct.unpack_from("<I", sb, 80)
-        assert leg < nr_legs
+        # The intent bitmap follows the legs' fracture bitmaps.
+        leg = nr_legs if which == "intent" else int(which)
+        assert leg <= nr_legs
         out = []
         for idx in range(per_leg):
             f.seek((1 + leg * per_leg + idx) * BLOCK)

@@ -39,7 +39,9 @@ for case in "$vm"/cases/*.sh; do
 	log="$results/$name.log"
 	dmesg -C
 	t0=$(date +%s)
-	timeout -k 5 600 bash "$case" >"$log" 2>&1
+	# A case may ask for more than 10 minutes with a "# vm-timeout: <s>" line.
+	limit=$(sed -n 's/^# vm-timeout: \([0-9]*\)$/\1/p' "$case")
+	timeout -k 5 "${limit:-600}" bash "$case" >"$log" 2>&1
 	rc=$?
 	secs=$(( $(date +%s) - t0 ))
 	dmesg >"$results/$name.dmesg"

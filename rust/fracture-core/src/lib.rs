@@ -12,6 +12,7 @@
 
 pub mod crc32c;
 pub mod format;
+pub mod intent;
 pub mod message;
 pub mod rate;
 pub mod region;

@@ -45,6 +45,12 @@ pub fn parse_u64(s: &str) -> Result<u64, NumberError> {
 /// Longest accepted `probe_interval`, in seconds (one day).
 pub const MAX_PROBE_INTERVAL: u64 = 86_400;
 
+/// Longest accepted `intent_delay`, in milliseconds (one hour).
+pub const MAX_INTENT_DELAY: u64 = 3_600_000;
+
+/// `intent_delay` when the table line does not set it, in milliseconds.
+pub const DEFAULT_INTENT_DELAY: u64 = 5_000;
+
 /// Highest accepted `recovery_rate`, in KiB/s (about 1 TiB/s; 0 means
 /// unlimited).
 pub const MAX_RECOVERY_RATE: u64 = 1 << 30;
@@ -56,7 +62,9 @@ pub const MAX_RECOVERY_RATE: u64 = 1 << 30;
 ///   starting a full initial copy;
 /// - `recovery_rate <KiB/s>`: cap on the recovery copy rate, 0 = unlimited;
 /// - `probe_interval <s>`: every `s` seconds, try a write to each leg that
-///   failed and start its recovery when it works again; 0 = never.
+///   failed and start its recovery when it works again; 0 = never;
+/// - `intent_delay <ms>`: a region's write-intent bit is cleared once no
+///   write touched it for this long (up to twice that); 0 = the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
     /// `nosync`.
@@ -65,6 +73,8 @@ pub struct Features {
     pub recovery_rate: u64,
     /// `probe_interval`, seconds; 0 = off.
     pub probe_interval: u64,
+    /// `intent_delay`, milliseconds; 0 = [`DEFAULT_INTENT_DELAY`].
+    pub intent_delay: u64,
 }
 
 impl Features {
@@ -78,6 +88,16 @@ impl Features {
         usize::from(self.nosync)
             + 2 * usize::from(self.recovery_rate != 0)
             + 2 * usize::from(self.probe_interval != 0)
+            + 2 * usize::from(self.intent_delay != 0)
+    }
+
+    /// The intent delay in effect, in milliseconds.
+    pub fn intent_delay_ms(&self) -> u64 {
+        if self.intent_delay == 0 {
+            DEFAULT_INTENT_DELAY
+        } else {
+            self.intent_delay
+        }
     }
 
     /// Writes the feature words, each preceded by a space, for the table
@@ -91,6 +111,9 @@ impl Features {
         }
         if self.probe_interval != 0 {
             write!(w, " probe_interval {}", self.probe_interval)?;
+        }
+        if self.intent_delay != 0 {
+            write!(w, " intent_delay {}", self.intent_delay)?;
         }
         Ok(())
     }
@@ -177,7 +200,7 @@ impl core::fmt::Display for TableError<'_> {
             ),
             Self::UnknownFeature(w) => write!(
                 f,
-                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>)"
+                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>, intent_delay <ms>)"
             ),
             Self::RepeatedFeature(w) => write!(f, "feature {w} given twice"),
             Self::MissingValue(w) => write!(f, "feature {w} needs a value"),
@@ -268,13 +291,14 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         });
     }
     let mut f = Features::default();
-    let mut seen = [false; 3];
+    let mut seen = [false; 4];
     let mut words = rest.iter();
     while let Some(&w) = words.next() {
         let (idx, name): (usize, &'static str) = match w {
             "nosync" => (0, "nosync"),
             "recovery_rate" => (1, "recovery_rate"),
             "probe_interval" => (2, "probe_interval"),
+            "intent_delay" => (3, "intent_delay"),
             other => return Err(TableError::UnknownFeature(other)),
         };
         if core::mem::replace(&mut seen[idx], true) {
@@ -290,10 +314,10 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
             value,
             error,
         })?;
-        let max = if idx == 1 {
-            MAX_RECOVERY_RATE
-        } else {
-            MAX_PROBE_INTERVAL
+        let max = match idx {
+            1 => MAX_RECOVERY_RATE,
+            2 => MAX_PROBE_INTERVAL,
+            _ => MAX_INTENT_DELAY,
         };
         if v > max {
             return Err(TableError::FeatureRange {
@@ -302,10 +326,10 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
                 max,
             });
         }
-        if idx == 1 {
-            f.recovery_rate = v;
-        } else {
-            f.probe_interval = v;
+        match idx {
+            1 => f.recovery_rate = v,
+            2 => f.probe_interval = v,
+            _ => f.intent_delay = v,
         }
     }
     Ok(f)
@@ -442,22 +466,38 @@ mod tests {
                 ..Features::default()
             })
         );
-        let all = f(&["5", "probe_interval", "30", "nosync", "recovery_rate", "1024"]).unwrap();
+        let all = f(&[
+            "7",
+            "intent_delay",
+            "250",
+            "probe_interval",
+            "30",
+            "nosync",
+            "recovery_rate",
+            "1024",
+        ])
+        .unwrap();
         assert_eq!(
             all,
             Features {
                 nosync: true,
                 recovery_rate: 1024,
-                probe_interval: 30
+                probe_interval: 30,
+                intent_delay: 250,
             }
         );
+        assert_eq!(all.intent_delay_ms(), 250);
+        assert_eq!(Features::default().intent_delay_ms(), DEFAULT_INTENT_DELAY);
         let mut printed = std::string::String::new();
         all.write(&mut printed).unwrap();
-        assert_eq!(printed, " nosync recovery_rate 1024 probe_interval 30");
-        assert_eq!(all.nr_words(), 5);
+        assert_eq!(
+            printed,
+            " nosync recovery_rate 1024 probe_interval 30 intent_delay 250"
+        );
+        assert_eq!(all.nr_words(), 7);
         // The printed line parses back to the same features.
         let words: std::vec::Vec<&str> = printed.split_whitespace().collect();
-        let mut again = std::vec!["5"];
+        let mut again = std::vec!["7"];
         again.extend(words);
         let mut line = std::vec!["m", "8", "2", "a", "b"];
         line.extend(again);
@@ -481,6 +521,14 @@ mod tests {
                 value: "-1",
                 error: NumberError::NotDecimal
             })
+        );
+        assert_eq!(
+            f(&["2", "intent_delay", "3600001"]).unwrap_err().to_string(),
+            "invalid intent_delay 3600001: must be 0..3600000"
+        );
+        assert_eq!(
+            f(&["4", "intent_delay", "1", "intent_delay", "2"]),
+            Err(TableError::RepeatedFeature("intent_delay"))
         );
         assert_eq!(
             f(&["2", "probe_interval", "86401"]).unwrap_err().to_string(),

@@ -1,28 +1,35 @@
 #!/usr/bin/env bash
-# A failing metadata device: reported (status fail + event); writes that
-# need a new log bit fail instead of being acknowledged unlogged; writes that
-# need none go on.
+# A failing metadata device: reported (status fail + event); a write that
+# needs a new intent mark or a new fracture-log bit fails instead of being
+# sent unmarked or acknowledged unlogged; writes to regions already marked
+# go on while every leg is in sync.
 . "$FRACTURE_VM/lib.sh"
 
 L=$RAM_SECTORS R=1024
 linear_over meta /dev/ram0
 linear_over s /dev/ram2
-create fz "$(fracture_table $L /dev/mapper/meta $R /dev/ram1 /dev/mapper/s)"
+create fz "$(fracture_table $L /dev/mapper/meta $R /dev/ram1 /dev/mapper/s | sed 's/1 nosync$/3 nosync intent_delay 600000/')"
+dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=16 oflag=direct status=none || fail "first write"
 
-step "metadata fails while in sync: writes need no log and succeed"
+step "metadata fails while in sync: writes to marked regions go on, others fail"
 break_dev meta
-dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=16 oflag=direct status=none || fail "in-sync write"
-assert_eq "rw" "$(status_field fz 8)" "metadata state before any log write"
-
-step "then a secondary fails: its write cannot be logged and must fail"
-break_dev s
 ev0=$(event_nr fz)
-if dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=1 seek=1000 oflag=direct status=none 2>/dev/null; then
-	fail "write acknowledged although its log bit could not be written"
+dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=16 oflag=direct status=none || fail "write to a marked region"
+assert_eq "rw" "$(status_field fz 8)" "metadata state (nothing written to it yet)"
+if dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=1 seek=3000 oflag=direct status=none 2>/dev/null; then
+	fail "a write sent although its region could not be marked in the intent log"
 fi
 assert_eq "fail" "$(status_field fz 8)" "metadata state"
 [ "$(event_nr fz)" -gt "$ev0" ] || fail "no event for the metadata failure"
 dmesg | grep -q "device-mapper: fracture: metadata device .* failed a write" || fail "no log line"
+dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=16 oflag=direct status=none || fail "write to a marked region after the failure"
+legs_identical $L /dev/ram1 /dev/ram2
+
+step "then a secondary fails: its write cannot be logged and must fail"
+break_dev s
+if dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=1 oflag=direct status=none 2>/dev/null; then
+	fail "write acknowledged although its log bit could not be written"
+fi
 if dd if=/dev/urandom of=/dev/mapper/fz bs=4k count=1 seek=5000 oflag=direct status=none 2>/dev/null; then
 	fail "a write needing a new bit succeeded on failed metadata"
 fi
