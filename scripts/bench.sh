@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Benchmarks in one virtme-ng guest (TCG) on the non-debug kernel: today the
-# recovery benchmark (issue 5): resync bandwidth of dm-fracture against a raw
-# copy and dm-mirror's recovery between the same RAM disks, and resync time
-# for 1% and 100% dirty regions. Prints a markdown table of ratios and writes
-# it to tests/results/bench-<time>/recovery.md.
+# Benchmarks in one virtme-ng guest (TCG) on the non-debug kernel:
+# - recovery (tests/bench/recovery-guest.sh): resync bandwidth of dm-fracture
+#   against a raw copy and dm-mirror's recovery between the same RAM disks,
+#   and resync time for 1% and 100% dirty regions -> recovery.md;
+# - write (tests/bench/write-guest.sh): 4 KiB random write IOPS and p99
+#   latency against dm-linear, dm-mirror (core and disk log) and md raid1
+#   with an internal bitmap, and metadata writes per 1000 writes -> write.md.
+# Prints markdown tables of ratios, written to tests/results/bench-<time>/.
 #
-#   scripts/bench.sh [debug|release]     (default release)
+#   scripts/bench.sh [debug|release] [all|recovery|write]   (default release all)
 #
 # The module is built for the benchmark kernel in a copy of the sources under
 # the cache, so the debug build in the work tree is left alone.
@@ -13,6 +16,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 flavour=${1:-release}
+which=${2:-all}
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 KDIR=$(scripts/kernel.sh build "$flavour")
@@ -26,5 +30,5 @@ mkdir -p "$results"
 echo "bench: kernel $KDIR ($flavour); results in $results"
 timeout --foreground 1800 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 2G \
 	--rwdir "$results" --append "brd.rd_nr=4 brd.rd_size=262144" \
-	-- "$top/tests/bench/recovery-guest.sh" "$build/dm_fracture.ko" "$results" "$flavour" </dev/null
-cat "$results/recovery.md"
+	-- "$top/tests/bench/guest.sh" "$build/dm_fracture.ko" "$results" "$flavour" "$which" </dev/null
+cat "$results"/*.md

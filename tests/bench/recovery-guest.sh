@@ -9,7 +9,7 @@
 set -euo pipefail
 export DM_DISABLE_UDEV=1
 ko=$1 results=$2 flavour=$3
-insmod "$ko"
+lsmod | grep -q dm_fracture || insmod "$ko"
 L=524288 R=1024 N=512 MB=256
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
