@@ -35,8 +35,8 @@ use crate::dm::io::{random_bytes, Block, IoClient};
 use crate::dm::target::{BioStack, CtrError, EventRaiser};
 use crate::format::{
     bit_position, clear_bit, count_ones, fill, is_zero, next_set_bit, padding_clear, payload,
-    payload_mut, seal, set_bit, test_bit, verify, BlockType, Layout, LegState, Superblock, BITS_PER_BLOCK,
-    SECTORS_PER_BLOCK,
+    payload_mut, seal, set_bit, test_bit, verify, BlockType, Layout, LegState, PrimaryCheck,
+    Superblock, BITS_PER_BLOCK, SECTORS_PER_BLOCK,
 };
 use crate::intent::{words_for, IntentTracker, WRITE_BUCKETS};
 use core::ops::Range;
@@ -111,6 +111,9 @@ pub(crate) struct Stats {
     /// Probes of failed legs, and how many found the leg working.
     pub(crate) probes: AtomicU64,
     pub(crate) probes_ok: AtomicU64,
+    /// Host reads a leg failed, and how many were retried on another.
+    pub(crate) read_errors: AtomicU64,
+    pub(crate) reads_retried: AtomicU64,
 }
 
 /// Why metadata could not be loaded: a reason for dm core and an errno.
@@ -155,14 +158,25 @@ pub(crate) struct Shared {
     /// Host writes started, ever (recovery backs off while it moves).
     pub(crate) host_writes: AtomicU64,
     pub(crate) stats: Stats,
-    /// The primary failed a write (health `D`; failover is a later stage).
+    /// The leg reads go to and copies come from (`sb.primary_leg`).
+    /// Changed under `state`'s lock only.
+    primary: AtomicU32,
+    /// The primary failed a write and no in-sync leg could take over
+    /// (health `D`); the writes it fails fail.
     pub(crate) primary_failed: AtomicBool,
+    /// At activation no leg was in sync at the current generation: no leg
+    /// holds every acknowledged write for sure, host I/O fails.
+    pub(crate) no_source: AtomicBool,
     /// The metadata device failed a write: nothing new can be logged.
     pub(crate) meta_failed: AtomicBool,
     /// Ask the thread for a commit and an event.
     kick: AtomicBool,
     /// Legs that failed a flush or discard, for the thread to fracture.
     noted: AtomicU32,
+    /// Writes and flushes that failed on some leg and that the thread has
+    /// not handled yet: until it has, the primary may be about to fail
+    /// over, so no copy may clear a bit (see [`Shared::failure_pending`]).
+    pending_failures: AtomicU32,
     /// Bios waiting for the thread: a leg failed or their bits must commit.
     pub(crate) deferred: BioStack<Fracture>,
     layout: Layout,
@@ -186,6 +200,34 @@ pub(crate) struct WriteStart {
     /// Epoch that must be durable before the write is sent to any leg
     /// (intent bits); 0 if none.
     pub(crate) intent_need: u64,
+}
+
+/// What [`Shared::legs_failed_locked`] did.
+struct LegsFailed {
+    /// Legs fractured (or already fractured) whose I/O is to be logged.
+    logged: u32,
+    /// A leg changed state, or the primary was lost.
+    changed: bool,
+    /// The primary failed and no leg could take over.
+    primary_lost: bool,
+}
+
+/// What [`Shared::write_failed`] decided.
+pub(crate) struct WriteFailed {
+    /// Epoch that must be durable before the write completes.
+    pub(crate) need: u64,
+    /// A leg changed state (raise an event).
+    pub(crate) changed: bool,
+    /// The write may succeed: a leg in sync has it.
+    pub(crate) ok: bool,
+}
+
+/// Why a message refused a leg.
+pub(crate) enum Refused {
+    /// It is the primary.
+    Primary,
+    /// Its state does not allow it.
+    State(LegState),
 }
 
 /// What a commit did.
@@ -299,12 +341,15 @@ impl Shared {
                 active: AtomicBool::new(false),
                 host_writes: AtomicU64::new(0),
                 stats: Stats::default(),
+                primary: AtomicU32::new(0),
                 primary_failed: AtomicBool::new(false),
+                no_source: AtomicBool::new(false),
                 meta_failed: AtomicBool::new(false),
                 // Nothing is written before the first resume, which
                 // re-reads the metadata and kicks the thread.
                 kick: AtomicBool::new(false),
                 noted: AtomicU32::new(0),
+                pending_failures: AtomicU32::new(0),
                 deferred: BioStack::default(),
                 layout,
                 geometry,
@@ -351,6 +396,27 @@ impl Shared {
         self.noted.fetch_or(legs, Ordering::AcqRel);
     }
 
+    /// A write or flush failed on some leg and goes to the thread (any
+    /// context). Paired with [`Shared::failure_handled`].
+    pub(crate) fn failure_seen(&self) {
+        self.pending_failures.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The thread handled a failure counted by [`Shared::failure_seen`].
+    pub(crate) fn failure_handled(&self) {
+        self.pending_failures.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A leg failure is known but not handled yet, or no leg is known to be
+    /// current (`no_source`): copies clear nothing. A failing leg may be the
+    /// primary, which the thread is about to replace; a copy read from it
+    /// may miss the failed write.
+    fn failure_pending(&self) -> bool {
+        self.pending_failures.load(Ordering::SeqCst) != 0
+            || self.noted.load(Ordering::SeqCst) != 0
+            || self.no_source.load(Ordering::SeqCst)
+    }
+
     /// Fractures the legs recorded by [`Shared::note_failed`]. A failed
     /// flush may have lost any earlier write, so the whole leg is marked
     /// out of sync (the safe direction). Returns whether a leg changed.
@@ -360,16 +426,81 @@ impl Shared {
             return false;
         }
         let mut st = self.state.lock();
-        let mut changed = false;
-        for leg in 1..self.nr_legs {
-            if legs & (1 << leg) == 0 {
-                continue;
-            }
-            changed |= self.fracture_locked(&mut st, leg, false);
+        let failed = self.legs_failed_locked(&mut st, legs, 0, "flush");
+        for leg in legs_of(failed.logged) {
             self.fill_leg_locked(&mut st, leg);
             crate::dm_warn!("leg {} fractured with every region out of sync", leg);
         }
-        changed
+        failed.changed
+    }
+
+    /// The leg reads are sent to and recovery copies from.
+    pub(crate) fn primary(&self) -> u32 {
+        self.primary.load(Ordering::Acquire)
+    }
+
+    /// The legs in `legs` failed I/O; `st` locked. The secondaries among
+    /// them are fractured. If the primary is among them, the lowest in-sync
+    /// leg not in `legs | exclude` (legs that did not take the I/O) takes
+    /// over first, and the old primary is then fractured like a secondary;
+    /// copies in flight (read from it) clear nothing. If no leg can take
+    /// over, the primary stays (it is still the best copy) and is marked
+    /// failed. The caller logs the failed I/O for the legs in `logged`.
+    fn legs_failed_locked(&self, st: &mut MetaState, legs: u32, exclude: u32, what: &str) -> LegsFailed {
+        let p = st.sb.primary_leg;
+        let mut legs = legs & self.all_legs();
+        let mut out = LegsFailed {
+            logged: 0,
+            changed: false,
+            primary_lost: false,
+        };
+        if legs & (1 << p) != 0 {
+            if let Some(q) = st.sb.fail_over(legs | exclude) {
+                self.primary.store(q, Ordering::SeqCst);
+                self.primary_failed.store(false, Ordering::SeqCst);
+                st.sb_seq = st.open_seq;
+                for slot in st.copying.iter_mut() {
+                    slot.void |= slot.active;
+                }
+                crate::dm_warn!(
+                    "primary leg {} failed a {}: leg {} is the primary now; leg {} is fractured, its changes are logged",
+                    p,
+                    what,
+                    q,
+                    p
+                );
+            } else {
+                legs &= !(1 << p);
+                out.primary_lost = true;
+                if !self.primary_failed.swap(true, Ordering::AcqRel) {
+                    out.changed = true;
+                    crate::dm_err!(
+                        "primary leg {} failed a {} and no leg in sync can take over: marked D, writes it fails fail",
+                        p,
+                        what
+                    );
+                }
+            }
+        }
+        for leg in legs_of(legs) {
+            if self.fracture_locked(st, leg, false) {
+                out.changed = true;
+                if leg != p {
+                    crate::dm_warn!(
+                        "leg {} failed a {}: fractured, its changes are logged",
+                        leg,
+                        what
+                    );
+                }
+            }
+        }
+        out.logged = legs;
+        out
+    }
+
+    /// Every leg of the table, as a mask.
+    fn all_legs(&self) -> u32 {
+        u32::MAX >> (32 - self.nr_legs)
     }
 
     /// Reads and checks the superblock and every bitmap block into memory,
@@ -472,6 +603,82 @@ impl Shared {
             }
         }
         st.intent_count = intent_count;
+        let mut dirty = (0..self.nr_legs)
+            .filter(|&l| counts[l as usize] != 0)
+            .fold(0u32, |m, l| m | 1 << l);
+        let p = sb.primary_leg;
+        let rec = *sb.leg(p);
+        if dirty & (1 << p) != 0
+            && rec.state == LegState::InSync
+            && rec.generation == sb.event
+            && sb.source_candidate(dirty | 1 << p).is_none()
+        {
+            // A failover's bitmap writes reached the disk, its superblock
+            // did not, and no other leg can serve. The primary's bits are
+            // writes it missed that were never acknowledged (they waited
+            // for that commit): it holds every acknowledged write. It stays
+            // the primary; the other legs copy those regions from it.
+            st.counts = counts;
+            for leg in (0..self.nr_legs).filter(|&l| l != p) {
+                self.or_bitmap_into(&mut st, p, leg);
+            }
+            for idx in 0..self.layout.bitmap_blocks() {
+                let b = self.block_index(p, idx);
+                payload_mut(st.blocks[b].bytes_mut()).fill(0);
+                st.dirty[b] = true;
+            }
+            st.counts[p as usize] = 0;
+            counts = st.counts;
+            dirty = (0..self.nr_legs)
+                .filter(|&l| counts[l as usize] != 0)
+                .fold(0u32, |m, l| m | 1 << l);
+            st.sb_seq = st.open_seq;
+            if activate {
+                crate::dm_warn!(
+                    "metadata device {}: primary leg {} has regions logged but no other leg can serve; it stays the primary and those regions are copied to the other legs",
+                    name,
+                    p
+                );
+            }
+        }
+        // Bits win over the state: a crash between writing bits and the
+        // superblock must not lose them. Such a leg leaves the in-sync set.
+        for leg in 0..self.nr_legs {
+            if dirty & (1 << leg) == 0 {
+                continue;
+            }
+            if sb.leg(leg).state == LegState::InSync {
+                sb.leave_sync(leg);
+                let rec = sb.leg_mut(leg);
+                rec.state = LegState::Fractured;
+                rec.split = false;
+                st.sb_seq = st.open_seq;
+            }
+        }
+        let no_source = match sb.check_primary(dirty) {
+            PrimaryCheck::Kept => false,
+            PrimaryCheck::Switched { from, to } => {
+                if activate {
+                    crate::dm_warn!(
+                        "metadata device {}: primary leg {} missed writes (a failover was not committed in full); leg {} is the primary",
+                        name,
+                        from,
+                        to
+                    );
+                }
+                st.sb_seq = st.open_seq;
+                false
+            }
+            PrimaryCheck::NoSource => {
+                crate::dm_err!(
+                    "metadata device {}: no leg is in sync at generation {} (the primary, leg {}, missed writes and no leg can take over); host I/O fails",
+                    name,
+                    sb.event,
+                    sb.primary_leg
+                );
+                true
+            }
+        };
         if activate && intent_count != 0 {
             // Not shut down cleanly: writes to these regions may have
             // reached some legs and not others. The primary is the source:
@@ -488,15 +695,7 @@ impl Shared {
         self.intent.reset();
         let (mut logged, mut recovering) = (0, 0);
         for leg in 0..self.nr_legs {
-            let rec = sb.leg_mut(leg);
-            if rec.state == LegState::InSync && counts[leg as usize] != 0 {
-                // Bits win over the state: a crash between writing bits
-                // and the superblock must not lose them.
-                rec.state = LegState::Fractured;
-                rec.split = false;
-                st.sb_seq = st.open_seq;
-            }
-            match rec.state {
+            match sb.leg(leg).state {
                 LegState::InSync => {}
                 LegState::Recovering => recovering |= 1 << leg,
                 LegState::Fractured | LegState::Failed => logged |= 1 << leg,
@@ -508,6 +707,10 @@ impl Shared {
         st.recovered = 0;
         self.logged.store(logged, Ordering::SeqCst);
         self.recovering.store(recovering, Ordering::SeqCst);
+        self.primary.store(st.sb.primary_leg, Ordering::SeqCst);
+        // With no source the primary shows `D`.
+        self.primary_failed.store(no_source, Ordering::SeqCst);
+        self.no_source.store(no_source, Ordering::SeqCst);
         Ok(())
     }
 
@@ -520,9 +723,16 @@ impl Shared {
     /// Sets every intent bit in the fracture bitmap of secondary `leg`, in
     /// the open epoch; `st` locked. Returns the bits newly set.
     fn or_intent_into(&self, st: &mut MetaState, leg: u32) -> u64 {
+        self.or_bitmap_into(st, self.nr_legs, leg)
+    }
+
+    /// Sets every bit of bitmap `from` (a leg's, or `nr_legs` for the intent
+    /// bitmap) in the fracture bitmap of leg `leg`, in the open epoch; `st`
+    /// locked. Returns the bits newly set.
+    fn or_bitmap_into(&self, st: &mut MetaState, from_bitmap: u32, leg: u32) -> u64 {
         let mut added = 0;
         for idx in 0..self.layout.bitmap_blocks() {
-            let from = self.block_index(self.nr_legs, idx);
+            let from = self.block_index(from_bitmap, idx);
             let to = self.block_index(leg, idx);
             let mut block_added = 0;
             let mut bit = 0;
@@ -548,26 +758,17 @@ impl Shared {
     /// loaded.
     fn intent_to_legs(&self, st: &mut MetaState, sb: &mut Superblock, counts: &mut [u64; MAX_LEGS]) {
         st.counts = *counts;
-        let mut left_sync = false;
-        for leg in 1..self.nr_legs {
+        let p = sb.primary_leg;
+        for leg in (0..self.nr_legs).filter(|&l| l != p) {
             self.or_intent_into(st, leg);
+            // Like a fracture: the event count moves on, the primary takes
+            // it, and the recovering leg's older generation marks it as no
+            // copy source.
+            sb.leave_sync(leg);
             let rec = sb.leg_mut(leg);
             if rec.state == LegState::InSync {
                 rec.state = LegState::Recovering;
                 rec.split = false;
-                left_sync = true;
-            }
-        }
-        // Legs left the in-sync set: like a fracture, the event count moves
-        // on and the legs still in sync (the primary) take it, so the
-        // recovering legs' older generation marks them as no copy source.
-        if left_sync {
-            sb.event += 1;
-            let event = sb.event;
-            for leg in 0..self.nr_legs {
-                if sb.leg(leg).state == LegState::InSync {
-                    sb.leg_mut(leg).generation = event;
-                }
             }
         }
         *counts = st.counts;
@@ -801,15 +1002,7 @@ impl Shared {
     /// changed.
     fn fracture_locked(&self, st: &mut MetaState, leg: u32, split: bool) -> bool {
         match st.sb.leg(leg).state {
-            LegState::InSync => {
-                st.sb.event += 1;
-                let event = st.sb.event;
-                for l in 0..self.nr_legs {
-                    if l != leg && st.sb.leg(l).state == LegState::InSync {
-                        st.sb.leg_mut(l).generation = event;
-                    }
-                }
-            }
+            LegState::InSync => st.sb.leave_sync(leg),
             LegState::Recovering => self.void_copies(st, leg),
             LegState::Fractured | LegState::Failed => return false,
         }
@@ -851,15 +1044,18 @@ impl Shared {
     /// `rejoin`: a fractured secondary starts recovery. `Ok(true)` if it
     /// changed state, `Ok(false)` if it was already recovering. The caller
     /// commits.
-    pub(crate) fn rejoin(&self, leg: u32) -> Result<bool, LegState> {
+    pub(crate) fn rejoin(&self, leg: u32) -> Result<bool, Refused> {
         let mut st = self.state.lock();
+        if leg == st.sb.primary_leg {
+            return Err(Refused::Primary);
+        }
         match st.sb.leg(leg).state {
             LegState::Fractured | LegState::Failed => {
                 self.start_recovery_locked(&mut st, leg);
                 Ok(true)
             }
             LegState::Recovering => Ok(false),
-            LegState::InSync => Err(LegState::InSync),
+            LegState::InSync => Err(Refused::State(LegState::InSync)),
         }
     }
 
@@ -868,7 +1064,8 @@ impl Shared {
     pub(crate) fn rejoin_failed(&self) -> u32 {
         let mut st = self.state.lock();
         let mut legs = 0;
-        for leg in 1..self.nr_legs {
+        let p = st.sb.primary_leg;
+        for leg in (0..self.nr_legs).filter(|&l| l != p) {
             let rec = st.sb.leg(leg);
             if rec.state == LegState::Fractured && !rec.split {
                 self.start_recovery_locked(&mut st, leg);
@@ -880,14 +1077,18 @@ impl Shared {
 
     /// `rebuild`: every region of secondary `leg` is to be copied again.
     /// The caller commits.
-    pub(crate) fn rebuild(&self, leg: u32) {
+    pub(crate) fn rebuild(&self, leg: u32) -> Result<(), Refused> {
         let mut st = self.state.lock();
+        if leg == st.sb.primary_leg {
+            return Err(Refused::Primary);
+        }
         if st.sb.leg(leg).state == LegState::InSync {
             // It leaves the in-sync set like a fracture does.
             self.fracture_locked(&mut st, leg, false);
         }
         self.start_recovery_locked(&mut st, leg);
         self.fill_leg_locked(&mut st, leg);
+        Ok(())
     }
 
     /// Sets every bit of leg `leg`'s bitmap, in the open epoch.
@@ -908,8 +1109,8 @@ impl Shared {
     pub(crate) fn recovery_failed(&self, legs: u32) -> bool {
         let mut st = self.state.lock();
         let mut changed = false;
-        for leg in 1..self.nr_legs {
-            if legs & (1 << leg) != 0 && st.sb.leg(leg).state == LegState::Recovering {
+        for leg in legs_of(legs & self.all_legs()) {
+            if st.sb.leg(leg).state == LegState::Recovering {
                 changed |= self.fracture_locked(&mut st, leg, false);
             }
         }
@@ -919,8 +1120,12 @@ impl Shared {
     /// Secondaries fractured by a failure, for the probe.
     pub(crate) fn failed_legs(&self) -> u32 {
         let st = self.state.lock();
-        (1..self.nr_legs)
-            .filter(|&l| st.sb.leg(l).state == LegState::Fractured && !st.sb.leg(l).split)
+        (0..self.nr_legs)
+            .filter(|&l| {
+                l != st.sb.primary_leg
+                    && st.sb.leg(l).state == LegState::Fractured
+                    && !st.sb.leg(l).split
+            })
             .fold(0, |m, l| m | 1 << l)
     }
 
@@ -974,19 +1179,23 @@ impl Shared {
         None
     }
 
-    /// Recovery is about to copy `region` to `legs` through slot `slot`.
-    /// If a host write of the region is in flight now, or one starts before
-    /// [`Shared::finish_copy`], the copy will clear nothing.
-    pub(crate) fn start_copy(&self, slot: usize, region: u64, legs: u32) {
+    /// Recovery is about to copy `region` from leg `source` to `legs`
+    /// through slot `slot`. If a host write of the region is in flight now,
+    /// or one starts before [`Shared::finish_copy`], or `source` is not the
+    /// primary any more (a failover since it was chosen: the old primary
+    /// may miss writes the legs took), the copy will clear nothing. A
+    /// failover after this voids the copy too (`legs_failed_locked`).
+    pub(crate) fn start_copy(&self, slot: usize, region: u64, legs: u32, source: u32) {
         let mut st = self.state.lock();
-        let busy = self.intent.busy(region);
+        let raced = self.intent.busy(region);
+        let void = raced || source != st.sb.primary_leg || self.failure_pending();
         if let Some(s) = st.copying.get_mut(slot) {
             *s = CopySlot {
                 active: true,
                 region,
                 legs,
-                void: busy,
-                raced: busy,
+                void,
+                raced,
             };
         }
     }
@@ -1006,7 +1215,7 @@ impl Shared {
         if !done.active {
             return 0;
         }
-        if done.void {
+        if done.void || self.failure_pending() {
             if done.raced {
                 self.stats.copies_redone.fetch_add(1, Ordering::Relaxed);
             }
@@ -1014,8 +1223,8 @@ impl Shared {
         }
         let (idx, bit) = bit_position(done.region);
         let mut cleared = 0;
-        for leg in 1..self.nr_legs {
-            if ok & done.legs & (1 << leg) == 0 || st.sb.leg(leg).state != LegState::Recovering {
+        for leg in legs_of(ok & done.legs & self.all_legs()) {
+            if st.sb.leg(leg).state != LegState::Recovering {
                 continue;
             }
             let b = (u64::from(leg) * per_leg + idx) as usize;
@@ -1037,18 +1246,18 @@ impl Shared {
     pub(crate) fn complete_recovered(&self) -> u32 {
         let mut st = self.state.lock();
         let mut done = 0;
-        for leg in 1..self.nr_legs {
+        if self.no_source.load(Ordering::SeqCst) {
+            // Nothing was copied from a leg known to be current.
+            return 0;
+        }
+        for leg in 0..self.nr_legs {
             if st.sb.leg(leg).state != LegState::Recovering
                 || st.counts[leg as usize] != 0
                 || st.copying.iter().any(|s| s.active && s.legs & (1 << leg) != 0)
             {
                 continue;
             }
-            let event = st.sb.event;
-            let rec = st.sb.leg_mut(leg);
-            rec.state = LegState::InSync;
-            rec.split = false;
-            rec.generation = event;
+            st.sb.enter_sync(leg);
             st.sb_seq = st.open_seq;
             self.recovering.fetch_and(!(1 << leg), Ordering::SeqCst);
             done |= 1 << leg;
@@ -1056,34 +1265,63 @@ impl Shared {
         done
     }
 
-    /// A write to the secondaries in `legs` failed: fracture them and log
-    /// the write's sectors. Returns the epoch to wait for and whether a leg
-    /// changed state.
-    pub(crate) fn leg_write_failed(&self, legs: u32, sector: u64, sectors: u64) -> (u64, bool) {
+    /// A write (a flush if `flush`) sent to the legs in `sent` failed on
+    /// the legs in `failed` (see [`Shared::legs_failed_locked`]): the
+    /// failed legs are fractured and the write's sectors logged for them
+    /// (every region, for a flush: it may have lost any earlier write).
+    /// If the primary failed it and no leg could take over, the write
+    /// fails, and recovering legs that took it copy its regions again.
+    pub(crate) fn write_failed(
+        &self,
+        failed: u32,
+        sent: u32,
+        sector: u64,
+        sectors: u64,
+        flush: bool,
+    ) -> WriteFailed {
         let mut st = self.state.lock();
-        let mut changed = false;
-        for leg in 1..self.nr_legs {
-            if legs & (1 << leg) != 0 && self.fracture_locked(&mut st, leg, false) {
-                crate::dm_warn!(
-                    "leg {} failed a write: fractured, its changes are logged",
-                    leg
-                );
-                changed = true;
+        let what = if flush { "flush" } else { "write" };
+        let f = self.legs_failed_locked(&mut st, failed, !sent, what);
+        let mut need = st.sb_seq;
+        if flush {
+            for leg in legs_of(f.logged) {
+                self.fill_leg_locked(&mut st, leg);
+                need = st.open_seq;
             }
+        } else {
+            need = need.max(self.set_bits(&mut st, f.logged, sector, sectors));
         }
-        let need = self.set_bits(&mut st, legs, sector, sectors).max(st.sb_seq);
-        (need, changed)
+        if f.primary_lost && !flush {
+            // Legs that took it now differ from the primary there: a
+            // recovering one, or one fractured since it was sent.
+            let out_of_sync = self.recovering.load(Ordering::Relaxed) | self.logged.load(Ordering::Relaxed);
+            let took = sent & !failed & out_of_sync & !(1 << st.sb.primary_leg);
+            need = need.max(self.set_bits(&mut st, took, sector, sectors));
+        }
+        WriteFailed {
+            need,
+            changed: f.changed,
+            ok: !f.primary_lost,
+        }
+    }
+
+    /// A leg to retry a read on: in sync, not in `tried`.
+    pub(crate) fn read_source(&self, tried: u32) -> Option<u32> {
+        self.state.lock().sb.source_candidate(tried)
     }
 
     /// Splits secondary `leg` (in sync or recovering) on purpose. The
     /// caller commits.
-    pub(crate) fn fracture(&self, leg: u32) -> Result<(), LegState> {
+    pub(crate) fn fracture(&self, leg: u32) -> Result<(), Refused> {
         let mut st = self.state.lock();
+        if leg == st.sb.primary_leg {
+            return Err(Refused::Primary);
+        }
         let state = st.sb.leg(leg).state;
         if self.fracture_locked(&mut st, leg, true) {
             Ok(())
         } else {
-            Err(state)
+            Err(Refused::State(state))
         }
     }
 
@@ -1255,4 +1493,9 @@ fn format(
     // is still "all zero" at block 0 and would be formatted again.
     sb.encode(buf.bytes_mut());
     io.write(dev, 0, buf, true).map_err(err)
+}
+
+/// The leg numbers set in `mask`, lowest first.
+pub(crate) fn legs_of(mask: u32) -> impl Iterator<Item = u32> {
+    (0..32).filter(move |i| mask & (1 << i) != 0)
 }

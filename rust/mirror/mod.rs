@@ -4,7 +4,8 @@
 //! by synchronous mirroring.
 //!
 //! Writes go to every in-sync or recovering leg at once and complete when
-//! all legs have answered; reads go to the primary. A secondary that fails a
+//! all legs have answered; reads go to the primary, and are retried on
+//! another in-sync leg if it fails them. A secondary that fails a
 //! write, or is split with the `fracture` message, becomes *fractured*: it
 //! gets no more writes and every region written from then on is set in its
 //! fracture bitmap on the metadata device, durably before the host's write
@@ -12,6 +13,12 @@
 //! thread (see `recovery`) copies its set regions from the primary. Flushes,
 //! discards and write-zeroes are fanned out like writes, so that a leg that
 //! fails one is fractured durably before the host's bio completes.
+//!
+//! A primary that fails a write hands over to the lowest in-sync leg that
+//! took it (*failover*, see `Shared::legs_failed_locked`); the write
+//! succeeds and the old primary is fractured like a secondary. With no leg
+//! to take over, the primary stays, marked `D`, and the writes it fails
+//! fail.
 
 mod metadata;
 mod recovery;
@@ -32,7 +39,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::c_str;
 use kernel::prelude::*;
 use kernel::sync::Arc;
-use metadata::Shared;
+use metadata::{legs_of, Refused, Shared};
 use recovery::{recovery_thread, Recovery};
 
 /// One leg: a device and the bio set its clones come from.
@@ -83,7 +90,12 @@ pub(crate) struct PerBio {
     /// Held until this metadata epoch is durable (its intent bits), then
     /// sent to the legs not in `logged`; 0 once sent.
     intent_need: AtomicU64,
+    /// Legs the write was not sent to (fractured ones).
     logged: AtomicU32,
+    /// The write failed on the primary and no leg could take over.
+    error: AtomicBool,
+    /// Legs a read was sent to so far.
+    tried: AtomicU32,
 }
 
 impl PerBio {
@@ -106,42 +118,29 @@ impl Fracture {
         self.legs.len()
     }
 
-    fn write_targets(&self, logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
-        write_targets(&self.legs, logged)
-    }
-
     /// Hands a bio to the metadata thread.
     fn defer(&self, bio: HeldBio<Self>) {
         self.shared.deferred.push(bio);
         self.waker.wake();
     }
-
-    fn primary_failed(&self, what: &str) {
-        if !self.shared.primary_failed.swap(true, Ordering::AcqRel) {
-            crate::dm_err!(
-                "primary leg 0 ({}) failed a {}; marked D",
-                self.legs[0].dev.name(),
-                what
-            );
-            self.shared.kick();
-            self.waker.wake();
-        }
-    }
-
 }
 
-/// Legs that receive a write: the primary always (its failure fails the
-/// write), the secondaries not in `logged` (the fractured ones, whose
-/// bitmaps record the write instead).
-fn write_targets(legs: &[Leg], logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
+/// The legs in `mask`, as fan-out targets.
+fn leg_targets(legs: &[Leg], mask: u32) -> impl Iterator<Item = FanTarget<'_>> {
     legs.iter()
         .enumerate()
-        .filter(move |(i, _)| *i == 0 || logged & (1 << i) == 0)
+        .filter(move |(i, _)| mask & (1 << i) != 0)
         .map(|(i, leg)| FanTarget {
             dev: &leg.dev,
             set: &leg.clones,
             index: i as u32,
         })
+}
+
+/// Legs that receive a write: those not in `logged` (the fractured ones,
+/// whose bitmaps record the write instead).
+fn write_targets(legs: &[Leg], logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
+    leg_targets(legs, !logged)
 }
 
 /// Sends a write to its legs: discard only to legs that support it
@@ -152,31 +151,73 @@ fn targets_for(legs: &[Leg], kind: BioKind, logged: u32) -> impl Iterator<Item =
 }
 
 /// Flushes every leg that gets writes, before intent bits are cleared. A
-/// secondary that fails is fractured with every region marked (a failed
-/// flush may have lost any earlier write); a primary that fails clears
-/// nothing. Sleeps.
+/// leg that fails is fractured with every region marked (a failed flush
+/// may have lost any earlier write; a primary hands over first); if the
+/// primary failed, nothing is cleared. Sleeps.
 fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
     let logged = shared.logged.load(Ordering::SeqCst);
+    let primary = shared.primary();
+    let mut result = Ok(());
     for (i, leg) in legs.iter().enumerate() {
-        if i != 0 && logged & (1 << i) != 0 {
+        if logged & (1 << i) != 0 {
             continue;
         }
         if let Err(e) = leg.dev.flush() {
-            if i == 0 {
+            shared.note_failed(1 << i);
+            if i as u32 == primary {
                 crate::dm_err!(
-                    "primary leg 0 ({}) failed a flush ({:?}): write-intent bits kept",
+                    "primary leg {} ({}) failed a flush ({:?}): write-intent bits kept",
+                    i,
                     leg.dev.name(),
                     e
                 );
-                return Err(e);
+                result = Err(e);
             }
-            shared.note_failed(1 << i);
         }
     }
     if shared.fracture_noted() {
         shared.kick();
     }
-    Ok(())
+    result
+}
+
+/// A read failed on the legs it was sent to: it is sent to another in-sync
+/// leg, or fails if none is left. Process context.
+fn retry_read(shared: &Shared, legs: &[Leg], bio: HeldBio<Fracture>) {
+    let pb = bio.per_bio();
+    let failed = pb.failed.swap(0, Ordering::Relaxed);
+    let tried = pb.tried.load(Ordering::Relaxed);
+    let n = shared.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+    // The first errors, then ever more rarely: a bad disk must not flood
+    // the log.
+    let say = n < 10 || n.is_power_of_two();
+    let from = legs_of(failed).next().unwrap_or(0);
+    match shared.read_source(tried) {
+        Some(leg) => {
+            shared.stats.reads_retried.fetch_add(1, Ordering::Relaxed);
+            if say {
+                crate::dm_warn!(
+                    "leg {} failed a read at sector {} ({} read errors so far): retried on leg {}",
+                    from,
+                    bio.sector(),
+                    n + 1,
+                    leg
+                );
+            }
+            pb.tried.fetch_or(1 << leg, Ordering::Relaxed);
+            bio.fan_out(leg_targets(legs, 1 << leg));
+        }
+        None => {
+            if say {
+                crate::dm_err!(
+                    "leg {} failed a read at sector {} and no other leg in sync has it: the read fails",
+                    from,
+                    bio.sector()
+                );
+            }
+            bio.end(BlkStatus::IOERR);
+        }
+    }
 }
 
 /// The metadata thread: fractures legs whose writes failed, commits the
@@ -206,19 +247,26 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
         let unsent = BioStack::<Fracture>::default();
         for bio in shared.deferred.take_all() {
             let pb = bio.per_bio();
+            let kind = bio.kind();
+            if kind.op == Op::Read {
+                retry_read(shared, &t.legs, bio);
+                continue;
+            }
             if pb.intent_need.load(Ordering::Relaxed) != 0 {
                 unsent.push(bio);
                 continue;
             }
             let failed = pb.failed.load(Ordering::Relaxed);
-            if failed & !1 != 0 && bio.kind().preflush {
-                // A failed flush may have lost any earlier write: every
-                // region of the leg is marked (by `fracture_noted` below).
-                shared.note_failed(failed & !1);
-            } else if failed & !1 != 0 {
-                let (need, ch) = shared.leg_write_failed(failed & !1, bio.sector(), bio.sectors());
-                pb.need.fetch_max(need, Ordering::Relaxed);
-                changed |= ch;
+            if failed != 0 {
+                let sent = !pb.logged.load(Ordering::Relaxed);
+                let f = shared.write_failed(failed, sent, bio.sector(), bio.sectors(), kind.preflush);
+                pb.need.fetch_max(f.need, Ordering::Relaxed);
+                pb.error.store(!f.ok, Ordering::Relaxed);
+                changed |= f.changed;
+                if let Some((s, n)) = pb.take_tracked() {
+                    shared.end_write(s, n);
+                }
+                shared.failure_handled();
             }
             batch.push(bio);
         }
@@ -244,13 +292,13 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             // split whose message has returned) must not get it.
             let (logged, need) = shared.log_late(pb.logged.load(Ordering::Relaxed), sector, sectors);
             pb.need.fetch_max(need, Ordering::Relaxed);
+            pb.logged.store(logged, Ordering::Relaxed);
             let kind = bio.kind();
             bio.fan_out(targets_for(&t.legs, kind, logged));
         }
         for bio in batch.take_all() {
             let pb = bio.per_bio();
-            let ok = pb.failed.load(Ordering::Relaxed) & 1 == 0
-                && pb.need.load(Ordering::Relaxed) <= committed;
+            let ok = !pb.error.load(Ordering::Relaxed) && pb.need.load(Ordering::Relaxed) <= committed;
             bio.end(if ok { BlkStatus::OK } else { BlkStatus::IOERR });
         }
         if changed {
@@ -324,7 +372,7 @@ impl Target for Fracture {
     type PerBio = PerBio;
 
     const NAME: &'static CStr = c_str!("fracture");
-    const VERSION: [u32; 3] = [0, 4, 0];
+    const VERSION: [u32; 3] = [0, 5, 0];
 
     fn new(ti: &mut TargetCtx<'_>, args: &[&CStr]) -> Result<KBox<Self>, CtrError> {
         let mut words = KVec::with_capacity(args.len(), GFP_KERNEL)?;
@@ -400,13 +448,24 @@ impl Target for Fracture {
 
     fn map(&self, bio: MapBio<'_, Self>) -> MapResult {
         let kind = bio.kind();
+        if self.shared.no_source.load(Ordering::Relaxed) {
+            // No leg is known to hold every acknowledged write.
+            return bio.end(BlkStatus::IOERR);
+        }
         match kind.op {
-            Op::Read => bio.remap(&self.legs[0].dev),
+            // Cloned rather than remapped, so that a failed read can be
+            // sent again to another leg (see `retry_read`).
+            Op::Read => {
+                let primary = self.shared.primary();
+                bio.per_bio().tried.store(1 << primary, Ordering::Relaxed);
+                bio.fan_out(leg_targets(&self.legs, 1 << primary))
+            }
             // An empty flush (dm core strips REQ_PREFLUSH from data bios):
             // every leg that gets writes gets it.
             Op::Write if kind.preflush => {
                 let logged = self.shared.logged.load(Ordering::Acquire);
-                bio.fan_out(self.write_targets(logged))
+                bio.per_bio().logged.store(logged, Ordering::Relaxed);
+                bio.fan_out(write_targets(&self.legs, logged))
             }
             Op::Write | Op::Discard | Op::WriteZeroes | Op::SecureErase => {
                 let (sector, sectors) = (bio.sector(), bio.sectors());
@@ -418,12 +477,12 @@ impl Target for Fracture {
                 };
                 let pb = bio.per_bio();
                 pb.need.store(start.need, Ordering::Relaxed);
+                pb.logged.store(start.logged, Ordering::Relaxed);
                 pb.track(sector, sectors);
                 if start.intent_need > self.shared.committed() {
                     // Its intent bits are not on disk yet: the metadata
                     // thread sends it after the commit.
                     pb.intent_need.store(start.intent_need, Ordering::Relaxed);
-                    pb.logged.store(start.logged, Ordering::Relaxed);
                     let (held, result) = bio.hold();
                     self.defer(held);
                     return result;
@@ -439,26 +498,26 @@ impl Target for Fracture {
 
     fn fanout_done(&self, bio: HeldBio<Self>, failed: u32) {
         let pb = bio.per_bio();
-        if let Some((sector, sectors)) = pb.take_tracked() {
-            self.shared.end_write(sector, sectors);
+        let kind = bio.kind();
+        // Discard promises nothing about the data: a leg that fails one
+        // still has valid contents (as for a leg that cannot discard).
+        let failed = if kind.op == Op::Discard { 0 } else { failed };
+        if failed == 0 {
+            if let Some((sector, sectors)) = pb.take_tracked() {
+                self.shared.end_write(sector, sectors);
+            }
+            if kind.op == Op::Read || pb.need.load(Ordering::Relaxed) <= self.shared.committed() {
+                bio.end(BlkStatus::OK);
+                return;
+            }
+        } else if kind.op != Op::Read {
+            // Still counted as in flight until the thread has logged the
+            // failure (and failed over): neither a copy nor an intent
+            // clear may treat its regions as settled before that.
+            self.shared.failure_seen();
         }
-        if failed & 1 != 0 {
-            let kind = bio.kind();
-            self.primary_failed(match kind.op {
-                Op::Write if kind.preflush => "flush",
-                Op::Write => "write",
-                Op::Discard => "discard",
-                _ => "write-zeroes",
-            });
-        }
-        if failed & !1 == 0 && pb.need.load(Ordering::Relaxed) <= self.shared.committed() {
-            bio.end(if failed & 1 != 0 {
-                BlkStatus::IOERR
-            } else {
-                BlkStatus::OK
-            });
-            return;
-        }
+        // A failed leg (the thread fractures it, fails over or retries the
+        // read), or log bits still to commit.
         pb.failed.store(failed, Ordering::Relaxed);
         self.defer(bio);
     }
@@ -487,13 +546,20 @@ impl Target for Fracture {
         })?;
         match msg {
             Message::Fracture(leg) => {
-                if let Err(state) = self.shared.fracture(leg) {
-                    crate::dm_err!(
-                        "cannot fracture leg {}: it is {}, not in sync or recovering",
-                        leg,
-                        state.name()
-                    );
-                    return Err(EINVAL);
+                match self.shared.fracture(leg) {
+                    Ok(()) => {}
+                    Err(Refused::Primary) => {
+                        crate::dm_err!("cannot fracture leg {}: it is the primary", leg);
+                        return Err(EINVAL);
+                    }
+                    Err(Refused::State(state)) => {
+                        crate::dm_err!(
+                            "cannot fracture leg {}: it is {}, not in sync or recovering",
+                            leg,
+                            state.name()
+                        );
+                        return Err(EINVAL);
+                    }
                 }
                 // What the leg acknowledged so far must survive its power
                 // loss: the host's later flushes no longer reach it. If the
@@ -517,7 +583,11 @@ impl Target for Fracture {
                 Ok(())
             }
             Message::Rejoin(leg) => match self.shared.rejoin(leg) {
-                Err(_) => {
+                Err(Refused::Primary) => {
+                    crate::dm_err!("cannot rejoin leg {}: it is the primary", leg);
+                    Err(EINVAL)
+                }
+                Err(Refused::State(_)) => {
                     crate::dm_err!("leg {} is already in sync", leg);
                     Err(EINVAL)
                 }
@@ -542,7 +612,10 @@ impl Target for Fracture {
                 }
             },
             Message::Rebuild(leg) => {
-                self.shared.rebuild(leg);
+                if self.shared.rebuild(leg).is_err() {
+                    crate::dm_err!("cannot rebuild leg {}: it is the primary", leg);
+                    return Err(EINVAL);
+                }
                 self.commit_change(leg, "set for rebuild")?;
                 self.recovery.kick(&self.rec_waker, 1 << leg);
                 crate::dm_info!(
@@ -564,7 +637,7 @@ impl Target for Fracture {
                 // wrong.
                 let _ = write!(
                     out,
-                    "regions_copied={} copies_redone={} copy_read_errors={} copy_write_errors={} probes={} probes_ok={} metadata_writes={} host_writes={}",
+                    "regions_copied={} copies_redone={} copy_read_errors={} copy_write_errors={} probes={} probes_ok={} metadata_writes={} host_writes={} read_errors={} reads_retried={}",
                     get(&s.regions_copied),
                     get(&s.copies_redone),
                     get(&s.copy_read_errors),
@@ -573,6 +646,8 @@ impl Target for Fracture {
                     get(&s.probes_ok),
                     get(&s.metadata_writes),
                     get(&self.shared.host_writes),
+                    get(&s.read_errors),
+                    get(&s.reads_retried),
                 );
                 Ok(())
             }
@@ -666,9 +741,10 @@ impl Fracture {
         let regions = self.shared.geometry().nr_regions();
         let primary_failed = self.shared.primary_failed.load(Ordering::Acquire);
         let st = self.shared.state.lock();
+        let primary = st.sb.primary_leg as usize;
         write!(out, "{} ", n)?;
         for i in 0..n {
-            let c = if i == 0 && primary_failed {
+            let c = if i == primary && primary_failed {
                 'D'
             } else {
                 st.sb.leg(i as u32).state.health_char()

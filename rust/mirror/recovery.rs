@@ -13,7 +13,7 @@
 //! `probe_interval` seconds and starts their recovery when a write works
 //! again.
 
-use super::metadata::{Shared, COPY_SLOTS};
+use super::metadata::{legs_of, Shared, COPY_SLOTS};
 use super::Leg;
 use crate::dm::device::Dev;
 use crate::dm::io::{Block, IoClient};
@@ -138,12 +138,13 @@ impl CopyJob for Job {
     }
 }
 
-/// A copy in flight: the region and the legs it goes to, in the order given
-/// to kcopyd.
+/// A copy in flight: the region, the legs it goes to (in the order given
+/// to kcopyd) and the leg it reads from (the primary when it started).
 #[derive(Clone, Copy)]
 struct InFlight {
     region: u64,
     legs: u32,
+    source: u32,
 }
 
 /// The recovery thread's working state.
@@ -157,6 +158,9 @@ struct Worker<'a> {
     last_host_writes: u64,
     next_probe_ns: u64,
     probe_buf: Block,
+    /// The primary when last looked at: a stall on its read errors ends
+    /// when another leg takes over.
+    primary: u32,
 }
 
 /// The thread function.
@@ -204,6 +208,7 @@ pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
         last_host_writes: 0,
         next_probe_ns: now.saturating_add(u64::from(r.probe_ms) * 1_000_000),
         probe_buf,
+        primary: r.shared.primary(),
     };
     w.run(ctx);
     // Dropping `w` destroys the kcopyd client, which waits for every
@@ -256,6 +261,11 @@ impl<'a> Worker<'a> {
                 continue;
             }
             self.r.kick.store(false, Ordering::SeqCst);
+            let primary = self.r.shared.primary();
+            if primary != self.primary {
+                self.primary = primary;
+                self.r.stalled.store(0, Ordering::SeqCst);
+            }
             changed |= self.probe();
             changed |= self.finish_legs();
             if changed {
@@ -285,7 +295,11 @@ impl<'a> Worker<'a> {
             *slot = None;
             job.done.store(false, Ordering::Relaxed);
             let mut ok = copy.legs;
-            if job.read_failed.load(Ordering::Relaxed) {
+            if job.read_failed.load(Ordering::Relaxed) && copy.source != shared.primary() {
+                // Read from a primary that failed over since: the bit
+                // stays and the region is copied again from the new one.
+                ok = 0;
+            } else if job.read_failed.load(Ordering::Relaxed) {
                 shared.stats.copy_read_errors.fetch_add(1, Ordering::Relaxed);
                 let legs = copy.legs & !self.r.stalled.fetch_or(copy.legs, Ordering::SeqCst);
                 if legs != 0 {
@@ -384,7 +398,7 @@ impl<'a> Worker<'a> {
             let dev = &self.r.legs[leg as usize].dev;
             let ok = self.r.io.read(dev, sector, &mut self.probe_buf).is_ok()
                 && self.r.io.write(dev, sector, &self.probe_buf, true).is_ok();
-            if ok && shared.rejoin(leg) == Ok(true) {
+            if ok && matches!(shared.rejoin(leg), Ok(true)) {
                 shared.stats.probes_ok.fetch_add(1, Ordering::Relaxed);
                 crate::dm_info!(
                     "probe: leg {} ({}) takes writes again; recovery started",
@@ -455,7 +469,11 @@ impl<'a> Worker<'a> {
             let Some(slot) = self.busy.iter().position(Option::is_none) else {
                 break;
             };
-            let mut dests: [&'a Dev; COPY_SLOTS] = [&r.legs[0].dev; COPY_SLOTS];
+            let source = shared.primary();
+            let Some(from) = r.legs.get(source as usize) else {
+                break;
+            };
+            let mut dests: [&'a Dev; COPY_SLOTS] = [&from.dev; COPY_SLOTS];
             let mut n = 0;
             for leg in legs_of(to) {
                 if n < dests.len() {
@@ -463,12 +481,16 @@ impl<'a> Worker<'a> {
                     n += 1;
                 }
             }
-            shared.start_copy(slot, region, to);
-            self.busy[slot] = Some(InFlight { region, legs: to });
+            shared.start_copy(slot, region, to, source);
+            self.busy[slot] = Some(InFlight {
+                region,
+                legs: to,
+                source,
+            });
             self.cursor = region + 1;
             if self
                 .kc
-                .copy(slot, &r.legs[0].dev, sectors.start, len, &dests[..n])
+                .copy(slot, &from.dev, sectors.start, len, &dests[..n])
                 .is_err()
             {
                 // Cannot happen (arguments are in range); undo.
@@ -479,9 +501,4 @@ impl<'a> Worker<'a> {
         }
         timeout
     }
-}
-
-/// The leg numbers set in `mask`, lowest first.
-fn legs_of(mask: u32) -> impl Iterator<Item = u32> {
-    (0..32).filter(move |i| mask & (1 << i) != 0)
 }

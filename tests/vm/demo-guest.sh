@@ -24,11 +24,12 @@ wait_sync() {
 }
 
 say "Legs: /dev/ram1 (primary), /dev/ram2 and /dev/ram3 (secondaries); metadata on /dev/ram0."
-say "The secondary /dev/ram3 sits behind a dm-linear device we can break later."
-run dmsetup create sec2 --table "0 $L linear /dev/ram3 0"
 say "The primary already holds data: a new mirror first copies it to every secondary (R)."
-head -c $((16 << 20)) /dev/urandom >/dev/ram1
-run dmsetup create mirror --table "0 $L fracture /dev/ram0 1024 3 /dev/ram1 /dev/ram2 /dev/mapper/sec2 2 intent_delay 1000"
+dd if=/dev/urandom of=/dev/ram1 bs=1M count=16 oflag=direct status=none
+say "The primary and the secondary /dev/ram3 sit behind dm-linear devices we can break later."
+run dmsetup create prim --table "0 $L linear /dev/ram1 0"
+run dmsetup create sec2 --table "0 $L linear /dev/ram3 0"
+run dmsetup create mirror --table "0 $L fracture /dev/ram0 1024 3 /dev/mapper/prim /dev/ram2 /dev/mapper/sec2 2 intent_delay 1000"
 run dmsetup table mirror
 say "Initial sync by the recovery thread (kfracture_rec, dm-kcopyd):"
 wait_sync AAA
@@ -39,7 +40,8 @@ head -c $((32 << 20)) /dev/urandom >/tmp/data
 run dd if=/tmp/data of=/dev/mapper/mirror bs=1M oflag=direct status=none
 say "Before a write goes to the legs, its regions are marked in the write-intent"
 say "log on the metadata device (the field after the per-leg counts): after a crash"
-say "only those would be resynced. The 64 regions just written are marked:"
+say "only those would be resynced. The regions just written are marked (the first"
+say "ones may already be cleared again: intent_delay is 1 s here):"
 run dmsetup status mirror
 say "Regions left alone for intent_delay (1 s here; default 5 s) are cleared,"
 say "after a flush of the legs:"
@@ -75,7 +77,7 @@ cmp -s -n $((L * 512)) /dev/ram1 /dev/ram2 || echo "  leg 1 keeps its split-time
 
 say "The log survives the device: remove it and create it again."
 run dmsetup remove mirror
-run dmsetup create mirror --table "0 $L fracture /dev/ram0 1024 3 /dev/ram1 /dev/ram2 /dev/mapper/sec2 2 intent_delay 1000"
+run dmsetup create mirror --table "0 $L fracture /dev/ram0 1024 3 /dev/mapper/prim /dev/ram2 /dev/mapper/sec2 2 intent_delay 1000"
 sleep 1
 run dmsetup status mirror
 say "Resume retried the failed leg 2; it is still broken, so it is fractured again."
@@ -96,7 +98,33 @@ run cmp -n $((L * 512)) /dev/ram1 /dev/ram2
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram3
 echo "  every leg is identical to the primary again"
 
+say "Now the primary itself fails. The next write fails on it, so the first"
+say "in-sync secondary (leg 1) takes over as the primary; the host sees no error."
+run dmsetup suspend prim
+run dmsetup load prim --table "0 $L error"
+run dmsetup resume prim
+run dd if=/dev/urandom of=/tmp/late bs=1M count=2 status=none
+run dd if=/tmp/late of=/dev/mapper/mirror bs=1M seek=60 oflag=direct status=none
+run dmsetup status mirror
+dmesg | grep 'device-mapper: fracture' | tail -n 1
+say "primary_leg (third field) is 1 now; the old primary, leg 0, is fractured (F)"
+say "with the regions it missed logged. Reads come from leg 1:"
+sync; echo 3 >/proc/sys/vm/drop_caches
+run cmp -n $((2 << 20)) /tmp/late -i 0:60M /dev/mapper/mirror
+echo "  the data written after the failure reads back"
+say "Repair the old primary and rejoin it: it comes back as a secondary,"
+say "copied from the new primary."
+run dmsetup suspend prim
+run dmsetup load prim --table "0 $L linear /dev/ram1 0"
+run dmsetup resume prim
+run dmsetup message mirror 0 rejoin 0
+wait_sync AAA
+sync; echo 3 >/proc/sys/vm/drop_caches
+run cmp -n $((L * 512)) /dev/ram2 /dev/ram1
+run cmp -n $((L * 512)) /dev/ram2 /dev/ram3
+echo "  every leg is identical to the new primary"
+
 run dmsetup remove mirror
-run dmsetup remove sec2
+run dmsetup remove sec2 prim
 run rmmod dm_fracture
 say "Done."

@@ -216,6 +216,22 @@ pub struct Superblock {
     legs: [LegRecord; MAX_LEGS],
 }
 
+/// What [`Superblock::check_primary`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimaryCheck {
+    /// The recorded primary serves.
+    Kept,
+    /// The recorded primary missed writes; another leg serves.
+    Switched {
+        /// The recorded primary.
+        from: u32,
+        /// The new one.
+        to: u32,
+    },
+    /// No leg is in sync at the current generation.
+    NoSource,
+}
+
 /// Why metadata was refused. Each prints as one line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatError {
@@ -567,6 +583,73 @@ impl Superblock {
     /// Leg `leg`'s record, for changing.
     pub fn leg_mut(&mut self, leg: u32) -> &mut LegRecord {
         &mut self.legs[leg as usize]
+    }
+
+    /// Leg `leg` leaves the in-sync set (it is fractured, or must be copied
+    /// again): if it was in sync, the event count moves on and the legs
+    /// still in sync take it as their generation, so that its older
+    /// generation marks it as no copy source from now on. The caller sets
+    /// its new state.
+    pub fn leave_sync(&mut self, leg: u32) {
+        if self.leg(leg).state != LegState::InSync {
+            return;
+        }
+        self.event += 1;
+        let event = self.event;
+        for (l, rec) in self.legs.iter_mut().take(self.nr_legs as usize).enumerate() {
+            if l as u32 != leg && rec.state == LegState::InSync {
+                rec.generation = event;
+            }
+        }
+    }
+
+    /// Leg `leg` is identical to the primary again: in sync, at the current
+    /// generation.
+    pub fn enter_sync(&mut self, leg: u32) {
+        let event = self.event;
+        let rec = self.leg_mut(leg);
+        rec.state = LegState::InSync;
+        rec.split = false;
+        rec.generation = event;
+    }
+
+    /// The lowest leg that may serve as primary: in sync at the current
+    /// generation (it missed no write) and not in `exclude` (bit per leg).
+    pub fn source_candidate(&self, exclude: u32) -> Option<u32> {
+        (0..self.nr_legs).find(|&l| {
+            let rec = self.leg(l);
+            exclude & (1 << l) == 0 && rec.state == LegState::InSync && rec.generation == self.event
+        })
+    }
+
+    /// The primary failed: the lowest in-sync leg not in `exclude` (legs
+    /// that did not take the failed write) becomes the primary. The old
+    /// primary is still in sync here; the caller fractures it (which moves
+    /// the event count on). `None`, nothing changed, if no leg can take over.
+    pub fn fail_over(&mut self, exclude: u32) -> Option<u32> {
+        let q = self.source_candidate(exclude | 1 << self.primary_leg)?;
+        self.primary_leg = q;
+        Some(q)
+    }
+
+    /// At activation: checks that the recorded primary can serve, given
+    /// `dirty` (bit per leg: its fracture bitmap has bits set). A primary
+    /// with bits (a crash between writing a failover's bitmap and its
+    /// superblock) or out of sync hands over to the lowest leg that can
+    /// serve, if any.
+    pub fn check_primary(&mut self, dirty: u32) -> PrimaryCheck {
+        let p = self.primary_leg;
+        let rec = self.leg(p);
+        if dirty & (1 << p) == 0 && rec.state == LegState::InSync && rec.generation == self.event {
+            return PrimaryCheck::Kept;
+        }
+        match self.source_candidate(dirty | 1 << p) {
+            Some(q) => {
+                self.primary_leg = q;
+                PrimaryCheck::Switched { from: p, to: q }
+            }
+            None => PrimaryCheck::NoSource,
+        }
     }
 
     /// Checks this superblock against the table line it is activated with.

@@ -34,7 +34,7 @@ pub enum MessageError<'a> {
     Usage(&'static str),
     /// A rate that is not a number in range.
     BadRate(&'a str),
-    /// A leg number that is not a secondary of this target.
+    /// A leg number that is not a leg of this target.
     BadLeg {
         /// What was given.
         value: &'a str,
@@ -55,16 +55,18 @@ impl core::fmt::Display for MessageError<'_> {
             Self::Usage(u) => write!(f, "usage: {u}"),
             Self::BadLeg { value, nr_legs } => write!(
                 f,
-                "invalid leg '{value}': secondaries are 1..{}",
+                "invalid leg '{value}': legs are 0..{}",
                 nr_legs.saturating_sub(1)
             ),
         }
     }
 }
 
-fn secondary<'a>(value: &'a str, nr_legs: u32) -> Result<u32, MessageError<'a>> {
+/// A leg number of the table line. Whether it is the primary (which these
+/// messages refuse) is known only to the running target.
+fn leg_number<'a>(value: &'a str, nr_legs: u32) -> Result<u32, MessageError<'a>> {
     match parse_u64(value) {
-        Ok(v) if v >= 1 && v < u64::from(nr_legs) => Ok(v as u32),
+        Ok(v) if v < u64::from(nr_legs) => Ok(v as u32),
         _ => Err(MessageError::BadLeg { value, nr_legs }),
     }
 }
@@ -75,15 +77,15 @@ impl Message {
         let (&first, rest) = words.split_first().ok_or(MessageError::Empty)?;
         match first {
             "fracture" => match rest {
-                [leg] => Ok(Self::Fracture(secondary(leg, nr_legs)?)),
+                [leg] => Ok(Self::Fracture(leg_number(leg, nr_legs)?)),
                 _ => Err(MessageError::Usage("fracture <leg>")),
             },
             "rejoin" => match rest {
-                [leg] => Ok(Self::Rejoin(secondary(leg, nr_legs)?)),
+                [leg] => Ok(Self::Rejoin(leg_number(leg, nr_legs)?)),
                 _ => Err(MessageError::Usage("rejoin <leg>")),
             },
             "rebuild" => match rest {
-                [leg] => Ok(Self::Rebuild(secondary(leg, nr_legs)?)),
+                [leg] => Ok(Self::Rebuild(leg_number(leg, nr_legs)?)),
                 _ => Err(MessageError::Usage("rebuild <leg>")),
             },
             "recovery_rate" => match rest {
@@ -137,9 +139,9 @@ mod tests {
             Err(MessageError::Usage("stats"))
         );
         assert_eq!(
-            Message::parse(&["rebuild", "0"], 3),
+            Message::parse(&["rebuild", "3"], 3),
             Err(MessageError::BadLeg {
-                value: "0",
+                value: "3",
                 nr_legs: 3
             })
         );
@@ -155,7 +157,8 @@ mod tests {
             Message::parse(&["fracture", "1", "2"], 3),
             Err(MessageError::Usage("fracture <leg>"))
         );
-        for bad in ["0", "3", "-1", "x", "99999999999999999999999", ""] {
+        assert_eq!(Message::parse(&["fracture", "0"], 3), Ok(Message::Fracture(0)));
+        for bad in ["3", "-1", "x", "99999999999999999999999", ""] {
             assert_eq!(
                 Message::parse(&["fracture", bad], 3),
                 Err(MessageError::BadLeg {
@@ -165,8 +168,8 @@ mod tests {
             );
         }
         assert_eq!(
-            Message::parse(&["rejoin", "0"], 2).unwrap_err().to_string(),
-            "invalid leg '0': secondaries are 1..1"
+            Message::parse(&["rejoin", "2"], 2).unwrap_err().to_string(),
+            "invalid leg '2': legs are 0..1"
         );
     }
 }
