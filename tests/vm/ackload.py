@@ -119,6 +119,7 @@ def check(dev, ack_files):
             mismatches += 1
             if mismatches <= 10:
                 print(f"block {b}: acknowledged generation {g}, found {got}", file=sys.stderr)
+    os.close(fd)
     print(f"checked {len(acked)} mismatches {mismatches}")
     return 1 if mismatches else 0
 

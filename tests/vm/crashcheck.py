@@ -7,9 +7,13 @@ because starting Python is slow in a TCG guest.
 
     crashcheck.py <metadata-dev> <sectors> <region-sectors> <leg-0> <leg-1>...
 
+Reads with O_DIRECT: no page cache to drop first.
+
 Prints "intent N differing M" (M summed over the secondaries); exits 1,
 naming the regions, if a difference is not covered.
 """
+import mmap
+import os
 import struct
 import sys
 
@@ -18,11 +22,29 @@ HEADER = 32
 BITS = (BLOCK - HEADER) * 8
 
 
-def bitmap(f, index, per_leg, nr_regions):
+_buffers = {}
+
+
+def pread(fd, size, offset):
+    """O_DIRECT read: size and offset multiples of the block size. The
+    aligned buffers are kept for the next call (pyserve.py calls main()
+    many times; faulting fresh pages in is slow in the guest)."""
+    buf = _buffers.get(size)
+    if buf is None:
+        buf = _buffers[size] = mmap.mmap(-1, size)
+    done = 0
+    while done < size:
+        n = os.preadv(fd, [memoryview(buf)[done:]], offset + done)
+        if n <= 0:
+            break
+        done += n
+    return buf[:done]
+
+
+def bitmap(fd, index, per_leg, nr_regions):
     out = set()
     for idx in range(per_leg):
-        f.seek((1 + index * per_leg + idx) * BLOCK)
-        payload = f.read(BLOCK)[HEADER:]
+        payload = pread(fd, BLOCK, (1 + index * per_leg + idx) * BLOCK)[HEADER:]
         for byte_i, b in enumerate(payload):
             if b:
                 for bit in range(8):
@@ -35,28 +57,36 @@ def bitmap(f, index, per_leg, nr_regions):
 def main():
     meta, sectors, region = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     legs = sys.argv[4:]
-    with open(meta, "rb", buffering=0) as f:
-        sb = f.read(BLOCK)
-        assert sb[32:40] == b"FRACTURE", "no superblock"
-        nr_regions, = struct.unpack_from("<Q", sb, 56)
-        nr_legs, p, per_leg = struct.unpack_from("<III", sb, 72)
-        assert nr_legs == len(legs), "legs given do not match the superblock"
-        intent = bitmap(f, nr_legs, per_leg, nr_regions)
-        logged = [bitmap(f, leg, per_leg, nr_regions) for leg in range(nr_legs)]
+    fd = os.open(meta, os.O_RDONLY | os.O_DIRECT)
+    sb = pread(fd, BLOCK, 0)
+    assert sb[32:40] == b"FRACTURE", "no superblock"
+    nr_regions, = struct.unpack_from("<Q", sb, 56)
+    nr_legs, p, per_leg = struct.unpack_from("<III", sb, 72)
+    assert nr_legs == len(legs), "legs given do not match the superblock"
+    intent = bitmap(fd, nr_legs, per_leg, nr_regions)
+    logged = [bitmap(fd, leg, per_leg, nr_regions) for leg in range(nr_legs)]
+    os.close(fd)
     size = region * 512
+    nr = (sectors + region - 1) // region
+
+    def chunks(dev):
+        """The device's regions (the whole target length, in one read)."""
+        fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+        data = pread(fd, (nr * size + BLOCK - 1) // BLOCK * BLOCK, 0)
+        os.close(fd)
+        return [data[r * size:(r + 1) * size] for r in range(nr)]
+
     differing = 0
     bad = []
-    with open(legs[p], "rb") as fp:
-        prim = [fp.read(size) for _ in range((sectors + region - 1) // region)]
+    prim = chunks(legs[p])
     for i, dev in enumerate(legs):
         if i == p:
             continue
-        with open(dev, "rb") as fs:
-            for r, chunk in enumerate(prim):
-                if fs.read(size) != chunk:
-                    differing += 1
-                    if r not in intent and r not in logged[i]:
-                        bad.append((i, r))
+        for r, chunk in enumerate(chunks(dev)):
+            if chunk != prim[r]:
+                differing += 1
+                if r not in intent and r not in logged[i]:
+                    bad.append((i, r))
     print(f"intent {len(intent)} differing {differing}")
     if bad:
         print(f"regions differing but not logged (leg, region): {bad[:20]}", file=sys.stderr)

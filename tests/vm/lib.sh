@@ -4,6 +4,9 @@
 set -euo pipefail
 export DM_DISABLE_UDEV=1
 
+# The Python interpreter (FRACTURE_PYTHON: another one, if wanted).
+PYTHON=${FRACTURE_PYTHON:-python3}
+
 # Sectors of the 64 MiB RAM disks (brd.rd_size=65536 KiB).
 RAM_SECTORS=131072
 
@@ -57,9 +60,10 @@ fracture_table() {
 # wait_health <dev> <health> [seconds]: poll until the health field is
 # <health> (fails after the timeout, default 120 s).
 wait_health() {
-	local dev=$1 want=$2 limit=${3:-120} i
+	local dev=$1 want=$2 limit=${3:-120} i st
 	for ((i = 0; i < limit * 10; i++)); do
-		[ "$(health_of "$dev")" = "$want" ] && return 0
+		status_words "$dev"
+		[ "${st[4]:-}" = "$want" ] && return 0
 		sleep 0.1
 	done
 	fail "$dev: health '$(health_of "$dev")' after ${limit}s, expected '$want' (status: $(status_of "$dev"))"
@@ -67,7 +71,11 @@ wait_health() {
 
 # stat_of <dev> <name>: a counter from the `stats` message.
 stat_of() {
-	dmsetup message "$1" 0 stats | tr ' ' '\n' | sed -n "s/^$2=//p"
+	local out w
+	out=$(command dmsetup message "$1" 0 stats)
+	for w in $out; do
+		[[ "$w" != "$2="* ]] || echo "${w#*=}"
+	done
 }
 
 # count_words "<a b c>": number of words.
@@ -81,23 +89,40 @@ create() {
 	[ -b "/dev/mapper/$1" ] || fail "/dev/mapper/$1 missing after create"
 }
 
+# The status words of a device, into the array `st` (start, length, target
+# type, then the target's own words). Parsed in the shell: every process
+# started costs in the debug guest, and these are polled.
+status_words() {
+	local out
+	out=$(command dmsetup status "$1") || out=
+	read -r -a st <<<"$out"
+}
+
 status_of() {
-	dmsetup status "$1" | cut -d' ' -f4-
+	local st
+	status_words "$1"
+	echo "${st[*]:3}"
 }
 
 # The health field of the status line: one character per leg.
 health_of() {
-	dmsetup status "$1" | awk '{ print $5 }'
+	local st
+	status_words "$1"
+	echo "${st[4]:-}"
 }
 
 # Field <n> (1-based) of the target's own status words.
 status_field() {
-	dmsetup status "$1" | awk -v n="$2" '{ print $(n + 3) }'
+	local st
+	status_words "$1"
+	echo "${st[$2 + 2]:-}"
 }
 
 # The recovery field of the status line (second to last).
 recovery_of() {
-	dmsetup status "$1" | awk '{ print $(NF - 1) }'
+	local st
+	status_words "$1"
+	[ "${#st[@]}" -lt 2 ] || echo "${st[${#st[@]} - 2]}"
 }
 
 table_of() {
@@ -116,11 +141,19 @@ fresh() {
 legs_identical() {
 	local len=$1 primary=$2
 	shift 2
-	fresh
 	local bytes=$((len * 512)) leg
-	for leg in "$@"; do
-		cmp -n "$bytes" "$primary" "$leg" || fail "leg $leg differs from primary $primary"
-	done
+	if [ -n "${PYSERVE_PID:-}" ]; then
+		# The same comparison in the coproc, with O_DIRECT reads (nothing
+		# to drop), each device read once.
+		sync
+		py_call legscmp.py "$bytes" "$primary" "$@" ||
+			fail "legs differ from primary $primary: $py_out"
+	else
+		fresh
+		for leg in "$@"; do
+			cmp -n "$bytes" "$primary" "$leg" || fail "leg $leg differs from primary $primary"
+		done
+	fi
 	echo "legs identical over $len sectors: $primary $*"
 }
 
@@ -209,16 +242,28 @@ repair_dev() {
 	dmsetup resume "$1"
 }
 
+# py_run <helper.py> <args>...: runs a Python helper, in the case's
+# pyserve.py coproc if it started one (py_start), else in a new Python.
+py_run() {
+	if [ -n "${PYSERVE_PID:-}" ]; then
+		local rc=0
+		py_call "$@" || rc=$?
+		[ -z "$py_out" ] || echo "$py_out"
+		return "$rc"
+	fi
+	"$PYTHON" "$FRACTURE_VM/$1" "${@:2}"
+}
+
 # Regions set in a leg's fracture bitmap on disk: logged_regions <meta> <leg>
 logged_regions() {
 	fresh
-	python3 "$FRACTURE_VM/bitmap.py" "$1" "$2"
+	py_run bitmap.py "$1" "$2"
 }
 
 # Regions where two devices differ: diff_regions <a> <b> <sectors> <region>
 diff_regions() {
 	fresh
-	python3 "$FRACTURE_VM/diffregions.py" "$@"
+	py_run diffregions.py "$@"
 }
 
 # Event number of a dm device (moves on every dm event).
@@ -232,4 +277,26 @@ is_subset() {
 	for w in $1; do
 		[[ " $2 " == *" $w "* ]] || return 1
 	done
+}
+
+# py_start: starts tests/vm/pyserve.py as a coproc, for a case that calls
+# the Python helpers many times (a Python start costs seconds here).
+py_start() {
+	coproc PYSERVE { exec "$PYTHON" "$FRACTURE_VM/pyserve.py"; }
+}
+
+# py_call <helper.py> <args>...: runs a helper in the coproc (see
+# pyserve.py); its output goes into $py_out, its exit status is returned.
+py_out=
+py_call() {
+	local line
+	py_out=
+	echo "$*" >&"${PYSERVE[1]}"
+	while IFS= read -r line <&"${PYSERVE[0]}"; do
+		if [[ "$line" == "rc "* ]]; then
+			return "${line#rc }"
+		fi
+		py_out+=${py_out:+$'\n'}$line
+	done
+	fail "pyserve.py died (request: $*)"
 }

@@ -2,6 +2,7 @@
 # A secondary that fails writes is fractured: exactly the regions written
 # from then on are logged, durably, and the host sees no error.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
 linear_over s /dev/ram2

@@ -6,6 +6,7 @@
 # before it: they may still be in flight or in the leg's cache) are logged
 # too.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=1024   # 128 regions
 # A long intent_delay: the regions written before the split are still marked.

@@ -2,6 +2,7 @@
 # A fractured leg stays fractured with the same bits across remove/create,
 # table reload and module reload.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=512   # 256 regions
 table=$(fracture_table $L /dev/ram0 $R /dev/ram1 /dev/ram2)

@@ -3,6 +3,7 @@
 # exactly the logged regions (not the whole leg), clears the bits, the leg
 # is in sync again, byte-identical to the primary, with a dm event.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
 linear_over s /dev/ram2

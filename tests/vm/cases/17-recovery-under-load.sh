@@ -3,6 +3,7 @@
 # module reload: host I/O sees no error, recovery continues from the durable
 # bits (never from scratch), and the legs end identical.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
 linear_over s /dev/ram2

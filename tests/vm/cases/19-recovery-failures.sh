@@ -4,6 +4,7 @@
 # nothing marked in sync), and the triggers that start recovery by
 # themselves: resume with the leg present, and probe_interval.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
 w() { dd if=/dev/urandom of="/dev/mapper/$1" bs=64k seek="$2" count="$3" oflag=direct status=none || fail "host write failed"; }

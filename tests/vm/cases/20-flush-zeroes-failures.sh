@@ -5,6 +5,7 @@
 # bio completes, and the host's bio succeeds. The legs are null_blk devices
 # with a write cache, so that flushes reach them.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS
 l0=$(nullb_create fz0 64)
@@ -38,7 +39,7 @@ repair_dev s "$l1"
 create ff "$(fracture_table $L /dev/ram0 1024 $l0 /dev/mapper/s)"
 dd if=/dev/urandom of=/dev/mapper/ff bs=1M count=4 oflag=direct status=none
 fail_writes
-python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY); os.fsync(fd)' /dev/mapper/ff ||
+"$PYTHON" -c 'import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY); os.fsync(fd)' /dev/mapper/ff ||
 	fail "host flush failed"
 assert_eq "AF" "$(health_of ff)" "health"
 assert_eq 128 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"

@@ -5,6 +5,7 @@
 # resyncs exactly the marked regions, and a fracture takes the marked
 # regions into the leg's log.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
 intent_of() { dmsetup status "$1" | awk '{ print $(NF - 2) }'; }
