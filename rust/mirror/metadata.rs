@@ -1305,6 +1305,28 @@ impl Shared {
         }
     }
 
+    /// `primary <leg>`: makes in-sync leg `leg` the primary. `Ok(false)` if
+    /// it already is. Copies in flight clear nothing (they are done again
+    /// from the new primary). A primary shown `D` hands over this way too.
+    /// The caller commits.
+    pub(crate) fn set_primary(&self, leg: u32) -> Result<bool, Refused> {
+        let mut st = self.state.lock();
+        if leg == st.sb.primary_leg && !self.no_source.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let state = st.sb.leg(leg).state;
+        if !st.sb.switch_primary(leg) {
+            return Err(Refused::State(state));
+        }
+        self.primary.store(leg, Ordering::SeqCst);
+        self.primary_failed.store(false, Ordering::SeqCst);
+        st.sb_seq = st.open_seq;
+        for slot in st.copying.iter_mut() {
+            slot.void |= slot.active;
+        }
+        Ok(true)
+    }
+
     /// A leg to retry a read on: in sync, not in `tried`.
     pub(crate) fn read_source(&self, tried: u32) -> Option<u32> {
         self.state.lock().sb.source_candidate(tried)

@@ -625,6 +625,30 @@ impl Target for Fracture {
                 );
                 Ok(())
             }
+            Message::Primary(leg) => match self.shared.set_primary(leg) {
+                Ok(false) => Ok(()),
+                Ok(true) => {
+                    self.commit_change(leg, "made the primary")?;
+                    crate::dm_info!(
+                        "leg {} ({}) is the primary now, on request",
+                        leg,
+                        self.legs[leg as usize].dev.name()
+                    );
+                    Ok(())
+                }
+                Err(r) => {
+                    let state = match r {
+                        Refused::State(s) => s.name(),
+                        Refused::Primary => "the primary",
+                    };
+                    crate::dm_err!(
+                        "cannot make leg {} the primary: it is {}, not in sync with every acknowledged write",
+                        leg,
+                        state
+                    );
+                    Err(EINVAL)
+                }
+            },
             Message::RecoveryRate(rate) => {
                 self.recovery.rate.store(rate, Ordering::Relaxed);
                 self.recovery.kick(&self.rec_waker, 0);

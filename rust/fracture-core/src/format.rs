@@ -632,6 +632,16 @@ impl Superblock {
         Some(q)
     }
 
+    /// A planned switchover: leg `leg` becomes the primary if it can serve
+    /// (in sync at the current generation). Returns whether it could.
+    pub fn switch_primary(&mut self, leg: u32) -> bool {
+        if leg >= self.nr_legs || self.source_candidate(!(1 << leg)) != Some(leg) {
+            return false;
+        }
+        self.primary_leg = leg;
+        true
+    }
+
     /// At activation: checks that the recorded primary can serve, given
     /// `dirty` (bit per leg: its fracture bitmap has bits set). A primary
     /// with bits (a crash between writing a failover's bitmap and its

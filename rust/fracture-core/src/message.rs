@@ -14,6 +14,9 @@ pub enum Message {
     Rejoin(u32),
     /// `rebuild <leg>`: copy the whole of a secondary again.
     Rebuild(u32),
+    /// `primary <leg>`: make an in-sync leg the primary (a planned
+    /// switchover).
+    Primary(u32),
     /// `recovery_rate <KiB/s>`: change the recovery rate cap (0 = none).
     RecoveryRate(u64),
     /// `stats`: print the target's counters as the message's reply.
@@ -21,7 +24,7 @@ pub enum Message {
 }
 
 /// The messages, for "unknown message" replies.
-pub const KNOWN: &str = "fracture, rejoin, rebuild, recovery_rate, stats";
+pub const KNOWN: &str = "fracture, rejoin, rebuild, primary, recovery_rate, stats";
 
 /// Why a message was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +91,10 @@ impl Message {
                 [leg] => Ok(Self::Rebuild(leg_number(leg, nr_legs)?)),
                 _ => Err(MessageError::Usage("rebuild <leg>")),
             },
+            "primary" => match rest {
+                [leg] => Ok(Self::Primary(leg_number(leg, nr_legs)?)),
+                _ => Err(MessageError::Usage("primary <leg>")),
+            },
             "recovery_rate" => match rest {
                 [v] => match parse_u64(v) {
                     Ok(r) if r <= MAX_RECOVERY_RATE => Ok(Self::RecoveryRate(r)),
@@ -134,6 +141,18 @@ mod tests {
             );
         }
         assert_eq!(Message::parse(&["stats"], 3), Ok(Message::Stats));
+        assert_eq!(Message::parse(&["primary", "2"], 3), Ok(Message::Primary(2)));
+        assert_eq!(
+            Message::parse(&["primary"], 3),
+            Err(MessageError::Usage("primary <leg>"))
+        );
+        assert_eq!(
+            Message::parse(&["primary", "3"], 3),
+            Err(MessageError::BadLeg {
+                value: "3",
+                nr_legs: 3
+            })
+        );
         assert_eq!(
             Message::parse(&["stats", "1"], 3),
             Err(MessageError::Usage("stats"))

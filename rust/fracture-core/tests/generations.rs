@@ -331,7 +331,7 @@ fn histories(ignore_pending: bool) -> u32 {
             let leg = rng.below(u64::from(LEGS)) as u32;
             let region = rng.below(REGIONS as u64) as usize;
             let before = m.sb.primary_leg;
-            let what = match rng.below(12) {
+            let what = match rng.below(13) {
                 0..=4 => {
                     // Mostly clean writes; sometimes legs fail.
                     let fail = if rng.below(4) == 0 {
@@ -359,6 +359,13 @@ fn histories(ignore_pending: bool) -> u32 {
                 9 | 10 => {
                     m.process();
                     "failure handled"
+                }
+                11 => {
+                    // A planned switchover (the `primary` message).
+                    if m.sb.switch_primary(leg) {
+                        m.lost = false;
+                    }
+                    "switchover"
                 }
                 _ => {
                     m.reload();

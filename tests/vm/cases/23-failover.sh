@@ -58,6 +58,22 @@ assert_eq "" "$(logged_regions /dev/ram0 0)" "bits of leg 0 after its recovery"
 legs_identical $L /dev/ram2 /dev/ram1 /dev/ram3
 dmsetup message fo 0 fracture 1 2>/dev/null && fail "fracturing the new primary"
 dmesg | grep -q "cannot fracture leg 1: it is the primary" || fail "reason for refusing the primary"
+
+step "a planned switchover back to leg 0 (the primary message)"
+ev0=$(event_nr fo)
+dmsetup message fo 0 primary 0
+assert_eq 0 "$(status_field fo 3)" "primary_leg after the switchover"
+assert_eq "AAA" "$(health_of fo)" "health after the switchover"
+[ "$(event_nr fo)" -gt "$ev0" ] || fail "no dm event for the switchover"
+dmesg | grep -q "device-mapper: fracture: leg 0 (.*) is the primary now, on request" || fail "no switchover log line"
+dmsetup message fo 0 fracture 2
+dmsetup message fo 0 primary 2 2>/dev/null && fail "a fractured leg made the primary"
+dmesg | grep -q "cannot make leg 2 the primary: it is fractured" || fail "reason for refusing a fractured leg"
+dmsetup message fo 0 rejoin 2
+wait_health fo AAA 120
+dmsetup remove fo
+create fo "$table"
+assert_eq 0 "$(status_field fo 3)" "primary_leg after the switchover and a reload"
 dmsetup remove fo p
 
 step "the primary fails writes (reads still work) while a leg is rebuilt from it"
