@@ -179,6 +179,8 @@ pub(crate) struct Shared {
     pending_failures: AtomicU32,
     /// Bios waiting for the thread: a leg failed or their bits must commit.
     pub(crate) deferred: BioStack<Fracture>,
+    /// Reads that failed on a leg, for the read-retry thread.
+    pub(crate) failed_reads: BioStack<Fracture>,
     layout: Layout,
     geometry: Geometry,
     nr_legs: u32,
@@ -351,6 +353,7 @@ impl Shared {
                 noted: AtomicU32::new(0),
                 pending_failures: AtomicU32::new(0),
                 deferred: BioStack::default(),
+                failed_reads: BioStack::default(),
                 layout,
                 geometry,
                 nr_legs,

@@ -48,6 +48,12 @@ struct Leg {
     clones: BioSet,
 }
 
+/// What the read-retry thread works with.
+struct ReadThread {
+    shared: Arc<Shared>,
+    legs: Arc<KVec<Leg>>,
+}
+
 /// What the metadata thread works with.
 struct MetaThread {
     shared: Arc<Shared>,
@@ -68,6 +74,11 @@ pub(crate) struct Fracture {
     /// bios that wait for fracture bits.
     _thread: KThread<MetaThread>,
     waker: Waker,
+    /// Sends failed reads to another leg. Its own thread, so that a read
+    /// does not wait behind the metadata thread (which may be flushing the
+    /// very disk that failed it).
+    _read_thread: KThread<ReadThread>,
+    read_waker: Waker,
     shared: Arc<Shared>,
     legs: Arc<KVec<Leg>>,
     metadata_name: KVec<u8>,
@@ -182,7 +193,7 @@ fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
 }
 
 /// A read failed on the legs it was sent to: it is sent to another in-sync
-/// leg, or fails if none is left. Process context.
+/// leg, or fails if none is left. Process context (the read-retry thread).
 fn retry_read(shared: &Shared, legs: &[Leg], bio: HeldBio<Fracture>) {
     let pb = bio.per_bio();
     let failed = pb.failed.swap(0, Ordering::Relaxed);
@@ -220,6 +231,16 @@ fn retry_read(shared: &Shared, legs: &[Leg], bio: HeldBio<Fracture>) {
     }
 }
 
+/// The read-retry thread: sends reads that failed to another leg.
+fn read_thread(t: &ReadThread, ctx: &ThreadCtx) {
+    while !ctx.should_stop() {
+        ctx.wait(None, || !t.shared.failed_reads.is_empty());
+        for bio in t.shared.failed_reads.take_all() {
+            retry_read(&t.shared, &t.legs, bio);
+        }
+    }
+}
+
 /// The metadata thread: fractures legs whose writes failed, commits the
 /// bitmaps and superblock, then sends the bios that waited for their
 /// intent bits and ends those that waited for fracture bits. Every
@@ -248,10 +269,6 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
         for bio in shared.deferred.take_all() {
             let pb = bio.per_bio();
             let kind = bio.kind();
-            if kind.op == Op::Read {
-                retry_read(shared, &t.legs, bio);
-                continue;
-            }
             if pb.intent_need.load(Ordering::Relaxed) != 0 {
                 unsent.push(bio);
                 continue;
@@ -411,6 +428,15 @@ impl Target for Fracture {
         )?;
         let thread = KThread::spawn(kernel::fmt!("kfracture"), meta, metadata_thread)?;
         let waker = thread.waker();
+        let reads = Arc::new(
+            ReadThread {
+                shared: shared.clone(),
+                legs: legs.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        let read_thread = KThread::spawn(kernel::fmt!("kfracture_rd"), reads, read_thread)?;
+        let read_waker = read_thread.waker();
         let recovery = Recovery::new(
             shared.clone(),
             legs.clone(),
@@ -436,6 +462,8 @@ impl Target for Fracture {
                 recovery,
                 _thread: thread,
                 waker,
+                _read_thread: read_thread,
+                read_waker,
                 shared,
                 legs,
                 metadata_name,
@@ -516,9 +544,14 @@ impl Target for Fracture {
             // clear may treat its regions as settled before that.
             self.shared.failure_seen();
         }
-        // A failed leg (the thread fractures it, fails over or retries the
-        // read), or log bits still to commit.
         pb.failed.store(failed, Ordering::Relaxed);
+        if kind.op == Op::Read {
+            self.shared.failed_reads.push(bio);
+            self.read_waker.wake();
+            return;
+        }
+        // A failed leg (the thread fractures it or fails over), or log bits
+        // still to commit.
         self.defer(bio);
     }
 
