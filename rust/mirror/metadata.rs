@@ -1290,6 +1290,7 @@ impl Shared {
             for leg in legs_of(f.logged) {
                 self.fill_leg_locked(&mut st, leg);
                 need = st.open_seq;
+                crate::dm_warn!("leg {} fractured with every region out of sync", leg);
             }
         } else {
             need = need.max(self.set_bits(&mut st, f.logged, sector, sectors));

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Before a crashed mirror is activated again: every region where a
-leg differs from the primary (the superblock's primary_leg) must be set in the write-intent bitmap
+leg differs from the primary must be set in the write-intent bitmap
 or in that secondary's fracture bitmap (read straight from the metadata
 device, format v1). One process for what bitmap.py and diffregions.py do,
 because starting Python is slow in a TCG guest.
@@ -9,7 +9,13 @@ because starting Python is slow in a TCG guest.
 
 Reads with O_DIRECT: no page cache to drop first.
 
-Prints "intent N differing M" (M summed over the secondaries); exits 1,
+The primary is the leg the kernel will serve from at activation: the
+superblock's primary_leg, unless it has fracture bits or is not in sync at
+the current generation (a crash inside a failover's commit), then the
+lowest leg that is; if none is, the recorded one, whose bits the kernel
+hands to the other legs.
+
+Prints "intent N differing M primary P" (M summed over the secondaries); exits 1,
 naming the regions, if a difference is not covered.
 """
 import mmap
@@ -63,9 +69,22 @@ def main():
     nr_regions, = struct.unpack_from("<Q", sb, 56)
     nr_legs, p, per_leg = struct.unpack_from("<III", sb, 72)
     assert nr_legs == len(legs), "legs given do not match the superblock"
+    event, = struct.unpack_from("<Q", sb, 88)
+    recs = [struct.unpack_from("<BB6xQ", sb, 104 + 16 * leg) for leg in range(nr_legs)]
     intent = bitmap(fd, nr_legs, per_leg, nr_regions)
     logged = [bitmap(fd, leg, per_leg, nr_regions) for leg in range(nr_legs)]
     os.close(fd)
+
+    def serves(leg):
+        return recs[leg][0] == 0 and recs[leg][2] == event and not logged[leg]
+
+    handed = set()
+    if not serves(p):
+        q = next((leg for leg in range(nr_legs) if serves(leg)), None)
+        if q is not None:
+            p = q
+        else:
+            handed = logged[p]
     size = region * 512
     nr = (sectors + region - 1) // region
 
@@ -85,9 +104,9 @@ def main():
         for r, chunk in enumerate(chunks(dev)):
             if chunk != prim[r]:
                 differing += 1
-                if r not in intent and r not in logged[i]:
+                if r not in intent and r not in logged[i] and r not in handed:
                     bad.append((i, r))
-    print(f"intent {len(intent)} differing {differing}")
+    print(f"intent {len(intent)} differing {differing} primary {p}")
     if bad:
         print(f"regions differing but not logged (leg, region): {bad[:20]}", file=sys.stderr)
         return 1

@@ -9,6 +9,10 @@
 # activation: every region where a secondary differs from the primary must
 # be set in the intent bitmap or its fracture bitmap. After it: recovery,
 # identical legs, and every write acknowledged before the cut-off present.
+# At every third point the primary starts failing writes (dm error) half way
+# to the cut-off: a failover under load, then the crash, maybe in the
+# middle of the failover's commit (the checks then use the leg the kernel
+# will serve from, see crashcheck.py).
 # A crash point takes ~15 s in the debug guest under TCG (a Python start
 # alone takes seconds: the helpers run in one process, see pyserve.py).
 # vm-timeout: 1500
@@ -35,6 +39,7 @@ start_loads() {
 	for i in 0 1 2 3; do
 		t="0 $L linear ${disks[i]} 0"
 		[ "$1" = linear ] || t="0 $L flakey ${disks[i]} 0 0 1 1 drop_writes"
+		[ "$1" != flakey ] || [ "$i" != "${failing:-}" ] || t="0 $L error"
 		command dmsetup load "${names[i]}" --table "$t" &
 		loaders+=($!)
 	done
@@ -46,11 +51,15 @@ wait_loads() {
 	done
 }
 table() { echo "0 $L fracture /dev/mapper/cm $R 3 /dev/mapper/cp /dev/mapper/ca /dev/mapper/cb 3 nosync intent_delay $1"; }
-acks=() checked=0 differing=0 intent_total=0 copied_total=0
+acks=() checked=0 differing=0 intent_total=0 copied_total=0 failovers=0 fo_points=0
 
 for ((pt = 1; pt <= POINTS; pt++)); do
 	delay=${delays[RANDOM % 4]}
 	create cr "$(table "$delay")"
+	prim=$(status_field cr 3)
+	# The primary's device (names[0] is the metadata), failed at this point?
+	failing=
+	[ $((pt % 3)) != 0 ] || { failing=$((prim + 1)) fo_points=$((fo_points + 1)); }
 	ack=/tmp/acks-$pt
 	# The tables of the cut-off, loaded while the load runs.
 	start_loads flakey
@@ -62,6 +71,16 @@ for ((pt = 1; pt <= POINTS; pt++)); do
 	t0=${EPOCHREALTIME//[!0-9]/}   # µs
 	ms=$((100 + RANDOM % 1500))
 	wait_loads
+	if [ -n "$failing" ]; then
+		# Half way: the primary fails every I/O (its error table, loaded
+		# inactive above, swapped in).
+		us=$((ms * 500 - (${EPOCHREALTIME//[!0-9]/} - t0)))
+		if [ "$us" -gt 0 ]; then
+			printf -v secs '%d.%06d' $((us / 1000000)) $((us % 1000000))
+			sleep "$secs"
+		fi
+		dmsetup resume "${names[failing]}"
+	fi
 	# The cut-off comes <ms> ms after the first acknowledgement.
 	us=$((ms * 1000 - (${EPOCHREALTIME//[!0-9]/} - t0)))
 	if [ "$us" -gt 0 ]; then
@@ -94,7 +113,7 @@ for ((pt = 1; pt <= POINTS; pt++)); do
 	py_call crashcheck.py /dev/ram0 $L $R /dev/ram1 /dev/ram2 /dev/ram3 ||
 		fail "crash point $pt: a region differs between the legs and is not logged: $py_out"
 	pre=$py_out
-	read -r _ n_intent _ n_diff <<<"$pre"
+	read -r _ n_intent _ n_diff _ _ <<<"$pre"
 	differing=$((differing + n_diff))
 	intent_total=$((intent_total + n_intent))
 
@@ -102,14 +121,16 @@ for ((pt = 1; pt <= POINTS; pt++)); do
 	create cr "$(table "$delay")"
 	wait_health cr AAA 120
 	copied_total=$((copied_total + $(stat_of cr regions_copied)))
+	[ "$(status_field cr 3)" = "$prim" ] || failovers=$((failovers + 1))
 	# legscmp.py: cmp -n of each leg against the primary, O_DIRECT.
 	py_call legscmp.py $((L * 512)) /dev/ram1 /dev/ram2 /dev/ram3 ||
 		fail "crash point $pt: legs differ after the resync: $py_out"
 	py_call ackload.py check /dev/mapper/cr "${acks[@]}" || fail "crash point $pt: $py_out"
 	res=$py_out
 	read -r _ checked _ <<<"$res"
-	echo "crash point $pt: cut after $ms ms, intent_delay $delay, order [${order[*]}], $pre, $res"
+	echo "crash point $pt: cut after $ms ms, intent_delay $delay, order [${order[*]}]${failing:+, primary leg $prim failed half way}, $pre, $res, primary now $(status_field cr 3)"
 	dmsetup remove cr
 done
 dmsetup remove "${names[@]}"
-echo "crash points $POINTS, acknowledged blocks checked $checked, mismatches 0, region differences at the crashes $differing (all covered), intent regions resynced $intent_total, region copies $copied_total"
+[ "$fo_points" = 0 ] || [ "$failovers" -gt 0 ] || fail "the primary failed at $fo_points points and never failed over"
+echo "crash points $POINTS ($fo_points with the primary failing, $failovers failovers), acknowledged blocks checked $checked, mismatches 0, region differences at the crashes $differing (all covered), intent regions resynced $intent_total, region copies $copied_total"
