@@ -548,28 +548,9 @@ impl Shared {
         }
         let per_leg = self.layout.bitmap_blocks();
         let mut counts = [0u64; MAX_LEGS];
-        let mut b = 0usize;
         for leg in 0..self.nr_legs {
             for idx in 0..per_leg {
-                let nr = self.layout.fracture_block(leg, idx);
-                read_verified(&self.io, &self.dev, nr, BlockType::FractureBitmap, &sb.uuid, &mut buf)?;
-                if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
-                    crate::dm_err!(
-                        "metadata device {}: fracture bitmap block {} has bits set past the last region; refusing it (fracturectl repair can rebuild it)",
-                        name,
-                        nr
-                    );
-                    return Err(LoadError {
-                        reason: c_str!("corrupt metadata"),
-                        errno: EINVAL,
-                    });
-                }
-                counts[leg as usize] += count_ones(payload(buf.bytes()));
-                let mut st = self.state.lock();
-                st.blocks[b].bytes_mut().copy_from_slice(buf.bytes());
-                st.dirty[b] = false;
-                st.block_seq[b] = 0;
-                b += 1;
+                counts[leg as usize] += self.load_bitmap_block(leg, idx, &sb.uuid, &mut buf)?;
             }
         }
         // The intent bitmap only at activation: at construction an older
@@ -577,25 +558,7 @@ impl Shared {
         // device) and its bits are not ours yet.
         let mut intent_count = 0;
         for idx in (0..per_leg).filter(|_| activate) {
-            let nr = self.layout.intent_block(idx);
-            read_verified(&self.io, &self.dev, nr, BlockType::IntentBitmap, &sb.uuid, &mut buf)?;
-            if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
-                crate::dm_err!(
-                    "metadata device {}: intent bitmap block {} has bits set past the last region; refusing it (fracturectl repair can rebuild it)",
-                    name,
-                    nr
-                );
-                return Err(LoadError {
-                    reason: c_str!("corrupt metadata"),
-                    errno: EINVAL,
-                });
-            }
-            intent_count += count_ones(payload(buf.bytes()));
-            let mut st = self.state.lock();
-            st.blocks[b].bytes_mut().copy_from_slice(buf.bytes());
-            st.dirty[b] = false;
-            st.block_seq[b] = 0;
-            b += 1;
+            intent_count += self.load_bitmap_block(self.nr_legs, idx, &sb.uuid, &mut buf)?;
         }
         let mut st = self.state.lock();
         if !activate {
@@ -715,6 +678,36 @@ impl Shared {
         self.primary_failed.store(no_source, Ordering::SeqCst);
         self.no_source.store(no_source, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Reads and checks block `idx` of bitmap `which` (a leg's fracture
+    /// bitmap, or `nr_legs` for the intent bitmap) through `buf` into its
+    /// place in memory, clean. Returns its set bits.
+    fn load_bitmap_block(&self, which: u32, idx: u64, uuid: &[u8; 16], buf: &mut Block) -> Result<u64, LoadError> {
+        let (nr, kind) = if which == self.nr_legs {
+            (self.layout.intent_block(idx), BlockType::IntentBitmap)
+        } else {
+            (self.layout.fracture_block(which, idx), BlockType::FractureBitmap)
+        };
+        read_verified(&self.io, &self.dev, nr, kind, uuid, buf)?;
+        if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
+            crate::dm_err!(
+                "metadata device {}: {} block {} has bits set past the last region; refusing it (fracturectl repair can rebuild it)",
+                self.dev.name(),
+                kind.name(),
+                nr
+            );
+            return Err(LoadError {
+                reason: c_str!("corrupt metadata"),
+                errno: EINVAL,
+            });
+        }
+        let b = self.block_index(which, idx);
+        let mut st = self.state.lock();
+        st.blocks[b].bytes_mut().copy_from_slice(buf.bytes());
+        st.dirty[b] = false;
+        st.block_seq[b] = 0;
+        Ok(count_ones(payload(buf.bytes())))
     }
 
     /// Index in `MetaState::blocks` of block `idx` of bitmap `which`

@@ -70,7 +70,8 @@ pub enum BlockType {
 }
 
 impl BlockType {
-    fn name(self) -> &'static str {
+    /// A word for logs and tools.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Superblock => "superblock",
             Self::FractureBitmap => "fracture bitmap",
