@@ -15,6 +15,7 @@ PKGS=(
 	clang lld llvm libclang-dev
 	qemu-system-x86 udev busybox-static
 	dmsetup lvm2 mdadm fio e2fsprogs util-linux
+	nbd-client qemu-utils
 	python3-pip
 )
 

@@ -115,9 +115,14 @@ unsafe impl Sync for BioSet {}
 impl BioSet {
     /// A bio set for clones carrying a [`CloneTag`]. May sleep.
     pub fn new() -> Result<Self> {
-        let front = core::mem::size_of::<CloneTag>() as u32;
+        Self::with_front_pad(core::mem::size_of::<CloneTag>() as u32, false)
+    }
+
+    /// A bio set whose bios carry `front` bytes in front of them, and can
+    /// have their own bio_vecs if `bvecs`. May sleep.
+    pub(crate) fn with_front_pad(front: u32, bvecs: bool) -> Result<Self> {
         // SAFETY: plain allocation; no pointer arguments.
-        let bs = unsafe { bindings::fracture_bioset_alloc(bindings::BIO_POOL_SIZE, front) };
+        let bs = unsafe { bindings::fracture_bioset_alloc(bindings::BIO_POOL_SIZE, front, bvecs) };
         NonNull::new(bs).map(|bs| Self { bs }).ok_or(ENOMEM)
     }
 
@@ -145,4 +150,7 @@ pub struct FanTarget<'a> {
     /// An index the target chooses (a leg number, < 32), reported back in
     /// the failure mask.
     pub index: u32,
+    /// Send a timed copy (see [`super::timed`]) rather than a clone: the
+    /// bio may complete without this device if it does not answer in time.
+    pub timed: Option<&'a super::timed::TimedSet>,
 }

@@ -17,3 +17,4 @@ pub mod kthread;
 pub mod log;
 pub mod status;
 pub mod target;
+pub mod timed;

@@ -12,6 +12,7 @@ use super::bindings;
 use super::bio::{BioKind, BlkStatus, CloneTag, FanTarget};
 use super::device::Dev;
 use super::status::{Emitter, StatusType};
+use super::timed::Outcome;
 use core::ffi::{c_char, c_int, c_uint, c_void};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -74,10 +75,11 @@ pub trait Target: Sized + Send + Sync + 'static {
     fn map(&self, bio: MapBio<'_, Self>) -> MapResult;
 
     /// All clones of a fanned-out bio completed; `failed` has bit `index` set
-    /// for every [`FanTarget`] whose clone failed or could not be made. The
-    /// target must end `bio`. May run in interrupt context: no sleeping and
-    /// no `GFP_KERNEL` allocation.
-    fn fanout_done(&self, bio: HeldBio<Self>, failed: u32);
+    /// for every [`FanTarget`] whose clone failed, could not be made or (a
+    /// timed one) did not complete in time, the last also in `timed_out`.
+    /// The target must end `bio`. May run in interrupt or softirq context:
+    /// no sleeping and no `GFP_KERNEL` allocation.
+    fn fanout_done(&self, bio: HeldBio<Self>, failed: u32, timed_out: u32);
 
     /// A bio the target mapped completes with `status`, which the target may
     /// change. May run in interrupt context.
@@ -116,6 +118,7 @@ pub trait Target: Sized + Send + Sync + 'static {
 struct PerBio<T: Target> {
     pending: AtomicU32,
     failed: AtomicU32,
+    timed_out: AtomicU32,
     target: *const T,
     ti: *const bindings::dm_target,
     user: T::PerBio,
@@ -126,6 +129,7 @@ impl<T: Target> PerBio<T> {
         Self {
             pending: AtomicU32::new(0),
             failed: AtomicU32::new(0),
+            timed_out: AtomicU32::new(0),
             target,
             ti,
             user: T::PerBio::default(),
@@ -221,6 +225,16 @@ impl TargetCtx<'_> {
     /// How many copies of each write-zeroes bio dm core sends.
     pub fn set_num_write_zeroes_bios(&mut self, n: u32) {
         self.ti_mut().num_write_zeroes_bios = n;
+    }
+
+    /// Caps the bios the target is given at `sectors` (dm core splits
+    /// longer ones).
+    pub fn set_max_io_len(&mut self, sectors: u32) -> Result {
+        // SAFETY: the target is being constructed; dm core allows setting
+        // its limit from the constructor.
+        kernel::error::to_result(unsafe {
+            bindings::dm_set_target_max_io_len(self.ti_mut(), u64::from(sectors))
+        })
     }
 }
 
@@ -344,8 +358,26 @@ unsafe fn fan_out_raw<'b, T: Target>(
     // finish the bio before every clone is out.
     st.pending.store(1, Ordering::Relaxed);
     st.failed.store(0, Ordering::Relaxed);
+    st.timed_out.store(0, Ordering::Relaxed);
     for t in to {
         let bit = 1u32.checked_shl(t.index).unwrap_or(0);
+        if let Some(timed) = t.timed {
+            // Counted first: the report may come before `submit` returns.
+            st.pending.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the source bio is live, ours and not submitted, so its
+            // data and position do not change; the per-bio data lives until
+            // the bio ends, which waits for this report (counted in
+            // `pending`); `report_timed::<T>` matches the context.
+            let sent = unsafe {
+                timed.submit(bio, t.dev, sector, t.index, report_timed::<T>, data.as_ptr().cast())
+            };
+            if !sent {
+                st.failed.fetch_or(bit, Ordering::Relaxed);
+                // Not the last: the bias is still held.
+                st.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            continue;
+        }
         // SAFETY: the source bio is live and ours; the device is held open
         // by `t.dev`; the bio set outlives every clone (it belongs to the
         // target, which is idle before it is destroyed).
@@ -405,7 +437,9 @@ unsafe fn fanout_finish<T: Target>(
     data: NonNull<PerBio<T>>,
 ) {
     // SAFETY: the per-bio data lives as long as the bio.
-    let failed = unsafe { data.as_ref() }.failed.load(Ordering::Relaxed);
+    let st = unsafe { data.as_ref() };
+    let failed = st.failed.load(Ordering::Relaxed);
+    let timed_out = st.timed_out.load(Ordering::Relaxed);
     target.fanout_done(
         HeldBio {
             bio,
@@ -413,6 +447,7 @@ unsafe fn fanout_finish<T: Target>(
             _p: PhantomData,
         },
         failed,
+        timed_out,
     );
 }
 
@@ -441,6 +476,43 @@ unsafe extern "C" fn clone_endio<T: Target>(clone: *mut bindings::bio) {
         st.failed
             .fetch_or(1u32.checked_shl(index).unwrap_or(0), Ordering::Relaxed);
     }
+    // SAFETY: `data` is the per-bio data of a live bio of a `T` target, and
+    // this clone was counted in `pending`.
+    unsafe { clone_finished::<T>(data) };
+}
+
+/// Outcome of one timed copy sent by [`fan_out_raw`] (a [`super::timed::Report`]).
+///
+/// # Safety
+///
+/// `ctx` is the per-bio data of a live fanned-out bio of a `T` target, and
+/// the copy was counted in its `pending`.
+unsafe fn report_timed<T: Target>(ctx: *mut c_void, index: u32, outcome: Outcome) {
+    let bit = 1u32.checked_shl(index).unwrap_or(0);
+    // SAFETY: the caller's promise; a per-bio data pointer is never null.
+    let data = unsafe { NonNull::new_unchecked(ctx.cast::<PerBio<T>>()) };
+    // SAFETY: alive until every counted clone finished; shared access only.
+    let st = unsafe { data.as_ref() };
+    if outcome != Outcome::Ok {
+        st.failed.fetch_or(bit, Ordering::Relaxed);
+    }
+    if outcome == Outcome::TimedOut {
+        st.timed_out.fetch_or(bit, Ordering::Relaxed);
+    }
+    // SAFETY: the caller's promise.
+    unsafe { clone_finished::<T>(data) };
+}
+
+/// One clone (or timed copy) of a fanned-out bio is done; the last one
+/// hands the bio to [`Target::fanout_done`].
+///
+/// # Safety
+///
+/// `data` is the per-bio data of a live fanned-out bio of a `T` target, and
+/// the finished clone was counted in its `pending`.
+unsafe fn clone_finished<T: Target>(data: NonNull<PerBio<T>>) {
+    // SAFETY: the caller's promise; shared access only.
+    let st = unsafe { data.as_ref() };
     if st.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }

@@ -420,6 +420,16 @@ impl Shared {
             || self.no_source.load(Ordering::SeqCst)
     }
 
+    /// Secondaries `legs` did not complete a flush within `io_timeout`:
+    /// they are fractured at once, before any intent bit is cleared on the
+    /// strength of that flush (the fracture takes the intent bits into
+    /// their bitmaps, which covers every write they may not have made
+    /// durable). Returns whether a leg changed.
+    pub(crate) fn flush_timed_out(&self, legs: u32) -> bool {
+        let mut st = self.state.lock();
+        self.legs_failed_locked(&mut st, legs, 0, "flush within io_timeout").changed
+    }
+
     /// Fractures the legs recorded by [`Shared::note_failed`]. A failed
     /// flush may have lost any earlier write, so the whole leg is marked
     /// out of sync (the safe direction). Returns whether a leg changed.
@@ -1262,7 +1272,8 @@ impl Shared {
     }
 
     /// A write (a flush if `flush`) sent to the legs in `sent` failed on
-    /// the legs in `failed` (see [`Shared::legs_failed_locked`]): the
+    /// the legs in `failed`, on those in `timed_out` by not completing
+    /// within `io_timeout` (see [`Shared::legs_failed_locked`]): the
     /// failed legs are fractured and the write's sectors logged for them
     /// (every region, for a flush: it may have lost any earlier write).
     /// If the primary failed it and no leg could take over, the write
@@ -1270,17 +1281,26 @@ impl Shared {
     pub(crate) fn write_failed(
         &self,
         failed: u32,
+        timed_out: u32,
         sent: u32,
         sector: u64,
         sectors: u64,
         flush: bool,
     ) -> WriteFailed {
         let mut st = self.state.lock();
-        let what = if flush { "flush" } else { "write" };
+        let what = match (flush, failed & !timed_out == 0) {
+            (true, true) => "flush within io_timeout",
+            (false, true) => "write within io_timeout",
+            (true, false) => "flush",
+            (false, false) => "write",
+        };
         let f = self.legs_failed_locked(&mut st, failed, !sent, what);
         let mut need = st.sb_seq;
         if flush {
-            for leg in legs_of(f.logged) {
+            // A leg whose flush only timed out lost nothing it had made
+            // durable: the intent bits its fracture took cover every write
+            // it may not have.
+            for leg in legs_of(f.logged & !timed_out) {
                 self.fill_leg_locked(&mut st, leg);
                 need = st.open_seq;
                 crate::dm_warn!("leg {} fractured with every region out of sync", leg);

@@ -30,6 +30,7 @@ use crate::dm::status::{Emitter, StatusType};
 use crate::dm::target::{
     BioStack, CtrError, DeviceVisitor, HeldBio, MapBio, MapResult, Target, TargetCtx,
 };
+use crate::dm::timed::{Outcome, TimedSet};
 use crate::message::Message;
 use crate::region::Geometry;
 use crate::table::{find_duplicate, Features, TableArgs};
@@ -42,10 +43,47 @@ use kernel::sync::Arc;
 use metadata::{legs_of, Refused, Shared};
 use recovery::{recovery_thread, Recovery};
 
+/// Longest bio the target is given when `io_timeout` is set (dm core
+/// splits longer ones): a timed copy of a write holds its own pages, and
+/// each leg keeps a reserve of pages for one such bio.
+const TIMED_MAX_SECTORS: u32 = 1024;
+
 /// One leg: a device and the bio set its clones come from.
 struct Leg {
+    /// With `io_timeout`: writes and flushes go to the leg as timed copies
+    /// while it is a secondary. First, so that dropping the leg waits for
+    /// its late I/Os before the device is put.
+    timed: Option<TimedSet>,
     dev: Dev,
     clones: BioSet,
+}
+
+impl Leg {
+    /// Timed I/Os to this leg that timed out and that it has not
+    /// completed yet: nothing else may be written to the leg (a late write
+    /// could land on top of it) until they are done.
+    fn late(&self) -> u32 {
+        self.timed.as_ref().map_or(0, TimedSet::late)
+    }
+
+    /// Flushes the leg, within `io_timeout` if set. Sleeps.
+    fn flush(&self, index: u32) -> Outcome {
+        match &self.timed {
+            Some(t) => t.flush(&self.dev, index),
+            None => match self.dev.flush() {
+                Ok(()) => Outcome::Ok,
+                Err(_) => Outcome::Failed,
+            },
+        }
+    }
+}
+
+/// The legs with late I/Os (see [`Leg::late`]).
+fn late_legs(legs: &[Leg]) -> u32 {
+    legs.iter()
+        .enumerate()
+        .filter(|(_, l)| l.late() != 0)
+        .fold(0, |m, (i, _)| m | 1 << i)
 }
 
 /// What the read-retry thread works with.
@@ -107,6 +145,8 @@ pub(crate) struct PerBio {
     error: AtomicBool,
     /// Legs a read was sent to so far.
     tried: AtomicU32,
+    /// Legs whose clone failed by not completing within `io_timeout`.
+    timed_out: AtomicU32,
 }
 
 impl PerBio {
@@ -136,46 +176,53 @@ impl Fracture {
     }
 }
 
-/// The legs in `mask`, as fan-out targets.
-fn leg_targets(legs: &[Leg], mask: u32) -> impl Iterator<Item = FanTarget<'_>> {
+/// The legs in `mask`, as fan-out targets; those in `timed` get timed
+/// copies if `io_timeout` is set.
+fn leg_targets(legs: &[Leg], mask: u32, timed: u32) -> impl Iterator<Item = FanTarget<'_>> {
     legs.iter()
         .enumerate()
         .filter(move |(i, _)| mask & (1 << i) != 0)
-        .map(|(i, leg)| FanTarget {
+        .map(move |(i, leg)| FanTarget {
             dev: &leg.dev,
             set: &leg.clones,
             index: i as u32,
+            timed: leg.timed.as_ref().filter(|_| timed & (1 << i) != 0),
         })
 }
 
 /// Legs that receive a write: those not in `logged` (the fractured ones,
-/// whose bitmaps record the write instead).
-fn write_targets(legs: &[Leg], logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
-    leg_targets(legs, !logged)
+/// whose bitmaps record the write instead). Every one but the primary
+/// gets it timed (`io_timeout`).
+fn write_targets(legs: &[Leg], logged: u32, primary: u32) -> impl Iterator<Item = FanTarget<'_>> {
+    leg_targets(legs, !logged, !(1u32 << primary))
 }
 
 /// Sends a write to its legs: discard only to legs that support it
 /// (discard promises nothing about the data, so a leg that cannot discard
 /// is left as it is and stays in sync).
-fn targets_for(legs: &[Leg], kind: BioKind, logged: u32) -> impl Iterator<Item = FanTarget<'_>> {
-    write_targets(legs, logged).filter(move |t| kind.op != Op::Discard || t.dev.supports_discard())
+fn targets_for(legs: &[Leg], kind: BioKind, logged: u32, primary: u32) -> impl Iterator<Item = FanTarget<'_>> {
+    write_targets(legs, logged, primary).filter(move |t| kind.op != Op::Discard || t.dev.supports_discard())
 }
 
 /// Flushes every leg that gets writes, before intent bits are cleared. A
 /// leg that fails is fractured with every region marked (a failed flush
 /// may have lost any earlier write; a primary hands over first); if the
 /// primary failed, nothing is cleared. Sleeps.
+///
+/// A secondary that does not complete its flush within `io_timeout` is
+/// fractured before this returns (see [`Shared::flush_timed_out`]).
 fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
     let logged = shared.logged.load(Ordering::SeqCst);
     let primary = shared.primary();
     let mut result = Ok(());
+    let mut timed_out = 0;
     for (i, leg) in legs.iter().enumerate() {
         if logged & (1 << i) != 0 {
             continue;
         }
-        if let Err(e) = leg.dev.flush() {
-            shared.note_failed(1 << i);
-            if i as u32 == primary {
+        if i as u32 == primary {
+            if let Err(e) = leg.dev.flush() {
+                shared.note_failed(1 << i);
                 crate::dm_err!(
                     "primary leg {} ({}) failed a flush ({:?}): write-intent bits kept",
                     i,
@@ -184,9 +231,17 @@ fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
                 );
                 result = Err(e);
             }
+            continue;
+        }
+        match leg.flush(i as u32) {
+            Outcome::Ok => {}
+            Outcome::Failed => shared.note_failed(1 << i),
+            Outcome::TimedOut => timed_out |= 1 << i,
         }
     }
-    if shared.fracture_noted() {
+    let mut changed = timed_out != 0 && shared.flush_timed_out(timed_out);
+    changed |= shared.fracture_noted();
+    if changed {
         shared.kick();
     }
     result
@@ -216,7 +271,7 @@ fn retry_read(shared: &Shared, legs: &[Leg], bio: HeldBio<Fracture>) {
                 );
             }
             pb.tried.fetch_or(1 << leg, Ordering::Relaxed);
-            bio.fan_out(leg_targets(legs, 1 << leg));
+            bio.fan_out(leg_targets(legs, 1 << leg, 0));
         }
         None => {
             if say {
@@ -276,7 +331,8 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             let failed = pb.failed.load(Ordering::Relaxed);
             if failed != 0 {
                 let sent = !pb.logged.load(Ordering::Relaxed);
-                let f = shared.write_failed(failed, sent, bio.sector(), bio.sectors(), kind.preflush);
+                let timed_out = pb.timed_out.load(Ordering::Relaxed);
+                let f = shared.write_failed(failed, timed_out, sent, bio.sector(), bio.sectors(), kind.preflush);
                 pb.need.fetch_max(f.need, Ordering::Relaxed);
                 pb.error.store(!f.ok, Ordering::Relaxed);
                 changed |= f.changed;
@@ -311,7 +367,7 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             pb.need.fetch_max(need, Ordering::Relaxed);
             pb.logged.store(logged, Ordering::Relaxed);
             let kind = bio.kind();
-            bio.fan_out(targets_for(&t.legs, kind, logged));
+            bio.fan_out(targets_for(&t.legs, kind, logged, shared.primary()));
         }
         for bio in batch.take_all() {
             let pb = bio.per_bio();
@@ -361,8 +417,16 @@ fn open_devices(ti: &mut TargetCtx<'_>, t: &TableArgs<'_>) -> Result<(Dev, KVec<
             );
             return Err(CtrError::inval(c_str!("leg device too small")));
         }
+        let timed = match t.features.io_timeout {
+            0 => None,
+            ms => Some(TimedSet::new(
+                u32::try_from(ms).unwrap_or(u32::MAX),
+                TIMED_MAX_SECTORS * 512,
+            )?),
+        };
         legs.push(
             Leg {
+                timed,
                 dev,
                 clones: BioSet::new()?,
             },
@@ -389,7 +453,7 @@ impl Target for Fracture {
     type PerBio = PerBio;
 
     const NAME: &'static CStr = c_str!("fracture");
-    const VERSION: [u32; 3] = [0, 5, 0];
+    const VERSION: [u32; 3] = [0, 6, 0];
 
     fn new(ti: &mut TargetCtx<'_>, args: &[&CStr]) -> Result<KBox<Self>, CtrError> {
         let mut words = KVec::with_capacity(args.len(), GFP_KERNEL)?;
@@ -413,6 +477,13 @@ impl Target for Fracture {
             return Err(CtrError::inval(c_str!("zero length")));
         }
         let (metadata, legs) = open_devices(ti, &t)?;
+        if t.features.io_timeout != 0 {
+            // A timed copy holds its own pages: keep bios small.
+            ti.set_max_io_len(TIMED_MAX_SECTORS).map_err(|e| {
+                crate::dm_err!("cannot cap the I/O size for io_timeout (error {})", e.to_errno());
+                CtrError::from(e)
+            })?;
+        }
         let mut metadata_name = KVec::new();
         metadata_name.extend_from_slice(metadata.name().as_bytes(), GFP_KERNEL)?;
         let n = legs.len() as u32;
@@ -486,14 +557,14 @@ impl Target for Fracture {
             Op::Read => {
                 let primary = self.shared.primary();
                 bio.per_bio().tried.store(1 << primary, Ordering::Relaxed);
-                bio.fan_out(leg_targets(&self.legs, 1 << primary))
+                bio.fan_out(leg_targets(&self.legs, 1 << primary, 0))
             }
             // An empty flush (dm core strips REQ_PREFLUSH from data bios):
             // every leg that gets writes gets it.
             Op::Write if kind.preflush => {
                 let logged = self.shared.logged.load(Ordering::Acquire);
                 bio.per_bio().logged.store(logged, Ordering::Relaxed);
-                bio.fan_out(write_targets(&self.legs, logged))
+                bio.fan_out(write_targets(&self.legs, logged, self.shared.primary()))
             }
             Op::Write | Op::Discard | Op::WriteZeroes | Op::SecureErase => {
                 let (sector, sectors) = (bio.sector(), bio.sectors());
@@ -518,18 +589,25 @@ impl Target for Fracture {
                 if start.intent_need != 0 {
                     self.shared.intent_durable(sector, sectors);
                 }
-                bio.fan_out(targets_for(&self.legs, kind, start.logged))
+                bio.fan_out(targets_for(&self.legs, kind, start.logged, self.shared.primary()))
             }
             Op::Other(_) => bio.end(BlkStatus::NOTSUPP),
         }
     }
 
-    fn fanout_done(&self, bio: HeldBio<Self>, failed: u32) {
+    fn fanout_done(&self, bio: HeldBio<Self>, failed: u32, timed_out: u32) {
         let pb = bio.per_bio();
         let kind = bio.kind();
         // Discard promises nothing about the data: a leg that fails one
-        // still has valid contents (as for a leg that cannot discard).
-        let failed = if kind.op == Op::Discard { 0 } else { failed };
+        // still has valid contents (as for a leg that cannot discard). But
+        // one still in flight may land after a later write: a leg where it
+        // timed out is fractured.
+        let failed = if kind.op == Op::Discard {
+            failed & timed_out
+        } else {
+            failed
+        };
+        pb.timed_out.store(timed_out & failed, Ordering::Relaxed);
         if failed == 0 {
             if let Some((sector, sectors)) = pb.take_tracked() {
                 self.shared.end_write(sector, sectors);
@@ -597,15 +675,22 @@ impl Target for Fracture {
                 // What the leg acknowledged so far must survive its power
                 // loss: the host's later flushes no longer reach it. If the
                 // flush fails, any earlier write may be lost: every region
-                // is marked.
-                if let Err(e) = self.legs[leg as usize].dev.flush() {
-                    crate::dm_warn!(
-                        "leg {} failed the flush that ends its in-sync life ({:?}): every region marked out of sync",
-                        leg,
-                        e
-                    );
-                    self.shared.note_failed(1 << leg);
-                    self.shared.fracture_noted();
+                // is marked. If it only times out, the regions with
+                // writes in flight (the intent bits) are marked already.
+                match self.legs[leg as usize].flush(leg) {
+                    Outcome::Ok => {}
+                    Outcome::Failed => {
+                        crate::dm_warn!(
+                            "leg {} failed the flush that ends its in-sync life: every region marked out of sync",
+                            leg
+                        );
+                        self.shared.note_failed(1 << leg);
+                        self.shared.fracture_noted();
+                    }
+                    Outcome::TimedOut => crate::dm_warn!(
+                        "leg {} did not complete the flush that ends its in-sync life within io_timeout: its recent writes may not be durable (their regions are marked)",
+                        leg
+                    ),
                 }
                 self.commit_change(leg, "fractured")?;
                 crate::dm_info!(
@@ -694,7 +779,7 @@ impl Target for Fracture {
                 // wrong.
                 let _ = write!(
                     out,
-                    "regions_copied={} copies_redone={} copy_read_errors={} copy_write_errors={} probes={} probes_ok={} metadata_writes={} host_writes={} read_errors={} reads_retried={}",
+                    "regions_copied={} copies_redone={} copy_read_errors={} copy_write_errors={} probes={} probes_ok={} metadata_writes={} host_writes={} read_errors={} reads_retried={} io_timeouts={} late_ios={}",
                     get(&s.regions_copied),
                     get(&s.copies_redone),
                     get(&s.copy_read_errors),
@@ -705,6 +790,8 @@ impl Target for Fracture {
                     get(&self.shared.host_writes),
                     get(&s.read_errors),
                     get(&s.reads_retried),
+                    self.legs.iter().filter_map(|l| l.timed.as_ref()).map(TimedSet::timeouts).sum::<u64>(),
+                    self.legs.iter().map(|l| u64::from(l.late())).sum::<u64>(),
                 );
                 Ok(())
             }

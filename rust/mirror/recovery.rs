@@ -14,7 +14,7 @@
 //! again.
 
 use super::metadata::{legs_of, Shared, COPY_SLOTS};
-use super::Leg;
+use super::{late_legs, Leg};
 use crate::dm::device::Dev;
 use crate::dm::io::{Block, IoClient};
 use crate::dm::kcopyd::{CopyJob, Kcopyd};
@@ -29,6 +29,9 @@ use kernel::sync::{Arc, CondVar, Mutex};
 /// Copies in flight while host writes are running (instead of
 /// [`COPY_SLOTS`]): recovery yields most of the legs' bandwidth to them.
 pub(crate) const BUSY_SLOTS: usize = 2;
+
+/// How often a recovering leg with late timed I/Os is looked at again.
+const LATE_POLL_MS: u32 = 100;
 
 /// Pause after a pass over the bitmaps that cleared nothing (every copy
 /// raced with a host write), before the next.
@@ -387,7 +390,9 @@ impl<'a> Worker<'a> {
         self.next_probe_ns = now_ns().saturating_add(u64::from(self.r.probe_ms) * 1_000_000);
         let shared = &self.r.shared;
         let mut rejoined = 0;
-        for leg in legs_of(shared.failed_legs()) {
+        // Not a leg with late timed I/Os: the probe would hang behind them,
+        // and a late write must not land after the copies.
+        for leg in legs_of(shared.failed_legs() & !late_legs(&self.r.legs)) {
             shared.stats.probes.fetch_add(1, Ordering::Relaxed);
             // A fractured leg gets no other I/O, so writing back what was
             // just read changes nothing; a dirty region is used if there is
@@ -429,6 +434,14 @@ impl<'a> Worker<'a> {
             min_timeout(u32::try_from(left).unwrap_or(u32::MAX).max(1));
         }
         let legs = shared.recovering.load(Ordering::SeqCst) & !self.r.stalled.load(Ordering::SeqCst);
+        // A leg with late timed I/Os (`io_timeout`) gets no copy until they
+        // are done: a late write landing after a copy would undo it. Look
+        // again soon.
+        let late = late_legs(&r.legs) & legs;
+        if late != 0 {
+            min_timeout(LATE_POLL_MS);
+        }
+        let legs = legs & !late;
         if legs == 0 {
             return timeout;
         }

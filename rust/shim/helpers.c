@@ -60,16 +60,17 @@ unsigned int fracture_bdev_max_discard_sectors(struct block_device *bdev)
 }
 
 /*
- * A bio_set on the heap, so that Rust code does not need to know its layout.
+ * A bio_set on the heap (with a bvec pool if @need_bvecs), so that Rust code does not need to know its layout.
  * Returns NULL on failure. May sleep.
  */
-struct bio_set *fracture_bioset_alloc(unsigned int pool_size, unsigned int front_pad)
+struct bio_set *fracture_bioset_alloc(unsigned int pool_size, unsigned int front_pad,
+				      bool need_bvecs)
 {
 	struct bio_set *bs = kzalloc(sizeof(*bs), GFP_KERNEL);
 
 	if (!bs)
 		return NULL;
-	if (bioset_init(bs, pool_size, front_pad, 0)) {
+	if (bioset_init(bs, pool_size, front_pad, need_bvecs ? BIOSET_NEED_BVECS : 0)) {
 		kfree(bs);
 		return NULL;
 	}
@@ -239,4 +240,47 @@ void fracture_kcopyd_copy(struct dm_kcopyd_client *kc, struct block_device *from
 u64 fracture_now_ns(void)
 {
 	return ktime_get_ns();
+}
+
+/* A mempool of order-0 pages (mempool_create_page_pool is a macro). */
+mempool_t *fracture_page_pool_create(int min_nr)
+{
+	return mempool_create_page_pool(min_nr, 0);
+}
+
+/* mempool_alloc is a macro (allocation profiling). Sleeps; never NULL. */
+struct page *fracture_page_pool_alloc(mempool_t *pool)
+{
+	return mempool_alloc(pool, GFP_NOIO);
+}
+
+/*
+ * Give every page of @bio back to @pool (bio_for_each_segment_all is a
+ * macro). The pages were added one by one from @pool. Any context.
+ */
+void fracture_bio_free_pages(struct bio *bio, mempool_t *pool)
+{
+	struct bio_vec *bv;
+	struct bvec_iter_all iter;
+
+	bio_for_each_segment_all(bv, bio, iter)
+		mempool_free(bv->bv_page, pool);
+}
+
+/* timer_setup is a macro (it gives lockdep a key per call site). */
+void fracture_timer_setup(struct timer_list *timer, void (*fn)(struct timer_list *))
+{
+	timer_setup(timer, fn, 0);
+}
+
+/* Fire @timer @ms milliseconds from now (jiffies is not for Rust). */
+void fracture_timer_arm(struct timer_list *timer, unsigned int ms)
+{
+	mod_timer(timer, jiffies + msecs_to_jiffies(ms));
+}
+
+/* init_completion is a static inline. */
+void fracture_init_completion(struct completion *c)
+{
+	init_completion(c);
 }

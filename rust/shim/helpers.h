@@ -12,7 +12,10 @@
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
 #include <linux/dm-kcopyd.h>
+#include <linux/completion.h>
+#include <linux/mempool.h>
 #include <linux/sched.h>
+#include <linux/timer.h>
 
 void fracture_log(int level, const char *msg, size_t len);
 
@@ -23,7 +26,8 @@ dev_t fracture_bdev_dev(const struct block_device *bdev);
 sector_t fracture_bdev_nr_sectors(struct block_device *bdev);
 unsigned int fracture_bdev_max_discard_sectors(struct block_device *bdev);
 
-struct bio_set *fracture_bioset_alloc(unsigned int pool_size, unsigned int front_pad);
+struct bio_set *fracture_bioset_alloc(unsigned int pool_size, unsigned int front_pad,
+				      bool need_bvecs);
 void fracture_bioset_free(struct bio_set *bs);
 
 void fracture_ti_set_flags(struct dm_target *ti, bool flush_supported,
@@ -55,5 +59,12 @@ void fracture_kcopyd_copy(struct dm_kcopyd_client *kc, struct block_device *from
 			  struct block_device **dests,
 			  void (*fn)(int read_err, unsigned long write_err, void *context),
 			  void *context);
+
+mempool_t *fracture_page_pool_create(int min_nr);
+struct page *fracture_page_pool_alloc(mempool_t *pool);
+void fracture_bio_free_pages(struct bio *bio, mempool_t *pool);
+void fracture_timer_setup(struct timer_list *timer, void (*fn)(struct timer_list *));
+void fracture_timer_arm(struct timer_list *timer, unsigned int ms);
+void fracture_init_completion(struct completion *c);
 
 #endif

@@ -124,6 +124,32 @@ run cmp -n $((L * 512)) /dev/ram2 /dev/ram1
 run cmp -n $((L * 512)) /dev/ram2 /dev/ram3
 echo "  every leg is identical to the new primary"
 
+say "A secondary on another site can stop answering without failing anything."
+say "With io_timeout (500 ms here), the mirror stops waiting for it. Reload the"
+say "table with the feature (the metadata carries the state over):"
+run dmsetup load mirror --table "0 $L fracture /dev/ram0 1024 3 /dev/mapper/prim /dev/ram2 /dev/mapper/sec2 4 intent_delay 1000 io_timeout 500"
+run dmsetup suspend mirror
+run dmsetup resume mirror
+say "Cut leg 2's link (its I/O now just waits) and keep writing:"
+run dmsetup suspend sec2
+t0=$(date +%s%N)
+run dd if=/dev/urandom of=/dev/mapper/mirror bs=1M count=2 seek=20 oflag=direct status=none
+echo "  2 MiB written in $((($(date +%s%N) - t0) / 1000000)) ms"
+run dmsetup status mirror
+dmesg | grep 'device-mapper: fracture' | tail -n 1
+run dmsetup message mirror 0 stats
+say "Leg 2 is fractured; its writes that timed out are still out there (late_ios)."
+say "A rejoin waits for it: nothing is copied to the leg until it completed."
+run dmsetup message mirror 0 rejoin 2
+run dmsetup status mirror
+say "The link comes back: the late writes complete, then recovery copies the"
+say "logged regions."
+run dmsetup resume sec2
+wait_sync AAA
+sync; echo 3 >/proc/sys/vm/drop_caches
+run cmp -n $((L * 512)) /dev/ram2 /dev/ram3
+echo "  leg 2 is identical to the primary again"
+
 run dmsetup remove mirror
 run dmsetup remove sec2 prim
 run rmmod dm_fracture

@@ -51,6 +51,11 @@ pub const MAX_INTENT_DELAY: u64 = 3_600_000;
 /// `intent_delay` when the table line does not set it, in milliseconds.
 pub const DEFAULT_INTENT_DELAY: u64 = 5_000;
 
+/// Longest accepted `io_timeout`, in milliseconds (one minute: a thread
+/// waiting for a timed flush must stay below the kernel's hung-task
+/// warning).
+pub const MAX_IO_TIMEOUT: u64 = 60_000;
+
 /// Highest accepted `recovery_rate`, in KiB/s (about 1 TiB/s; 0 means
 /// unlimited).
 pub const MAX_RECOVERY_RATE: u64 = 1 << 30;
@@ -64,7 +69,10 @@ pub const MAX_RECOVERY_RATE: u64 = 1 << 30;
 /// - `probe_interval <s>`: every `s` seconds, try a write to each leg that
 ///   failed and start its recovery when it works again; 0 = never;
 /// - `intent_delay <ms>`: a region's write-intent bit is cleared once no
-///   write touched it for this long (up to twice that); 0 = the default.
+///   write touched it for this long (up to twice that); 0 = the default;
+/// - `io_timeout <ms>`: a secondary that does not complete a write or flush
+///   within this time is fractured and the host's I/O completes without
+///   it; 0 = never (the default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
     /// `nosync`.
@@ -75,6 +83,8 @@ pub struct Features {
     pub probe_interval: u64,
     /// `intent_delay`, milliseconds; 0 = [`DEFAULT_INTENT_DELAY`].
     pub intent_delay: u64,
+    /// `io_timeout`, milliseconds; 0 = off.
+    pub io_timeout: u64,
 }
 
 impl Features {
@@ -89,6 +99,7 @@ impl Features {
             + 2 * usize::from(self.recovery_rate != 0)
             + 2 * usize::from(self.probe_interval != 0)
             + 2 * usize::from(self.intent_delay != 0)
+            + 2 * usize::from(self.io_timeout != 0)
     }
 
     /// The intent delay in effect, in milliseconds.
@@ -114,6 +125,9 @@ impl Features {
         }
         if self.intent_delay != 0 {
             write!(w, " intent_delay {}", self.intent_delay)?;
+        }
+        if self.io_timeout != 0 {
+            write!(w, " io_timeout {}", self.io_timeout)?;
         }
         Ok(())
     }
@@ -200,7 +214,7 @@ impl core::fmt::Display for TableError<'_> {
             ),
             Self::UnknownFeature(w) => write!(
                 f,
-                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>, intent_delay <ms>)"
+                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>, intent_delay <ms>, io_timeout <ms>)"
             ),
             Self::RepeatedFeature(w) => write!(f, "feature {w} given twice"),
             Self::MissingValue(w) => write!(f, "feature {w} needs a value"),
@@ -291,7 +305,7 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         });
     }
     let mut f = Features::default();
-    let mut seen = [false; 4];
+    let mut seen = [false; 5];
     let mut words = rest.iter();
     while let Some(&w) = words.next() {
         let (idx, name): (usize, &'static str) = match w {
@@ -299,6 +313,7 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
             "recovery_rate" => (1, "recovery_rate"),
             "probe_interval" => (2, "probe_interval"),
             "intent_delay" => (3, "intent_delay"),
+            "io_timeout" => (4, "io_timeout"),
             other => return Err(TableError::UnknownFeature(other)),
         };
         if core::mem::replace(&mut seen[idx], true) {
@@ -317,7 +332,8 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         let max = match idx {
             1 => MAX_RECOVERY_RATE,
             2 => MAX_PROBE_INTERVAL,
-            _ => MAX_INTENT_DELAY,
+            3 => MAX_INTENT_DELAY,
+            _ => MAX_IO_TIMEOUT,
         };
         if v > max {
             return Err(TableError::FeatureRange {
@@ -329,7 +345,8 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         match idx {
             1 => f.recovery_rate = v,
             2 => f.probe_interval = v,
-            _ => f.intent_delay = v,
+            3 => f.intent_delay = v,
+            _ => f.io_timeout = v,
         }
     }
     Ok(f)
@@ -467,7 +484,9 @@ mod tests {
             })
         );
         let all = f(&[
-            "7",
+            "9",
+            "io_timeout",
+            "500",
             "intent_delay",
             "250",
             "probe_interval",
@@ -484,6 +503,7 @@ mod tests {
                 recovery_rate: 1024,
                 probe_interval: 30,
                 intent_delay: 250,
+                io_timeout: 500,
             }
         );
         assert_eq!(all.intent_delay_ms(), 250);
@@ -492,12 +512,12 @@ mod tests {
         all.write(&mut printed).unwrap();
         assert_eq!(
             printed,
-            " nosync recovery_rate 1024 probe_interval 30 intent_delay 250"
+            " nosync recovery_rate 1024 probe_interval 30 intent_delay 250 io_timeout 500"
         );
-        assert_eq!(all.nr_words(), 7);
+        assert_eq!(all.nr_words(), 9);
         // The printed line parses back to the same features.
         let words: std::vec::Vec<&str> = printed.split_whitespace().collect();
-        let mut again = std::vec!["7"];
+        let mut again = std::vec!["9"];
         again.extend(words);
         let mut line = std::vec!["m", "8", "2", "a", "b"];
         line.extend(again);
@@ -533,6 +553,14 @@ mod tests {
         assert_eq!(
             f(&["2", "probe_interval", "86401"]).unwrap_err().to_string(),
             "invalid probe_interval 86401: must be 0..86400"
+        );
+        assert_eq!(
+            f(&["2", "io_timeout", "60001"]).unwrap_err().to_string(),
+            "invalid io_timeout 60001: must be 0..60000"
+        );
+        assert_eq!(
+            f(&["2", "io_timeout", "0"]).unwrap(),
+            Features::default()
         );
         assert_eq!(
             f(&["2", "recovery_rate", "99999999999999999999"])

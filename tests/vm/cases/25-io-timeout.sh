@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# io_timeout: a secondary that stops answering is fractured after the
+# timeout and the host's I/O completes from the other legs; its late I/Os
+# are dealt with when they come (KASAN watches for a use-after-free, the
+# late count for a double completion); recovery and removal wait for them.
+# The "link" of a local leg is cut by suspending the dm-linear device under
+# it (its I/O then waits in dm core). Then a real remote leg: an NBD device
+# served by qemu-nbd through a TCP proxy that adds 5 ms each way, cut by
+# stopping the proxy.
+# vm-timeout: 900
+. "$FRACTURE_VM/lib.sh"
+py_start
+
+L=$RAM_SECTORS R=128   # 1024 regions of 64 KiB
+w() { dd if=/dev/urandom of="/dev/mapper/$1" bs=64k seek="$2" count="$3" oflag=direct status=none || fail "host write failed"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+step "table line: io_timeout is kept, and its range checked"
+linear_over s /dev/ram2
+create it "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 3 nosync io_timeout 400"
+assert_eq "0 $L fracture 1:0 $R 2 1:1 $(devnum /dev/mapper/s) 3 nosync io_timeout 400" \
+	"$(dmsetup table it)" "table line"
+expect_create_fail "invalid io_timeout 60001: must be 0..60000" \
+	"0 $L fracture /dev/ram4 $R 2 /dev/ram5 /dev/ram6 2 io_timeout 60001"
+
+step "a leg that stops answering is fractured after io_timeout; host writes go on"
+w it 0 8
+assert_eq "AA" "$(health_of it)" "health before the cut"
+dmsetup suspend s   # the link is cut: I/O to the leg waits
+t0=$(now_ms)
+w it 100 16         # regions 100..115
+t=$(($(now_ms) - t0))
+echo "16 writes with the leg cut took ${t} ms"
+[ "$t" -ge 350 ] || fail "the writes did not wait for io_timeout (${t} ms)"
+[ "$t" -lt 10000 ] || fail "the writes waited for the cut leg (${t} ms)"
+assert_eq "AF" "$(health_of it)" "health after the timeout"
+dmesg | grep -q "device-mapper: fracture: leg 1 failed a write within io_timeout: fractured" ||
+	fail "no timeout log line"
+[ "$(stat_of it io_timeouts)" -ge 1 ] || fail "io_timeouts not counted"
+[ "$(stat_of it late_ios)" -ge 1 ] || fail "the late write is not counted"
+logged=$(logged_regions /dev/ram0 1)
+is_subset "$(seq -s ' ' 100 115)" "$logged" || fail "regions written while cut are not all logged: $logged"
+
+step "rejoin copies nothing while the late writes are outstanding"
+dmsetup message it 0 rejoin 1
+sleep 1
+assert_eq "AR" "$(health_of it)" "health after rejoin"
+assert_eq 0 "$(stat_of it regions_copied)" "regions copied before the late write completed"
+dmsetup resume s    # the link is back: the late write completes
+wait_health it AA 30
+assert_eq 0 "$(stat_of it late_ios)" "late I/Os after the link came back"
+dmsetup remove it
+legs_identical $L /dev/ram1 /dev/ram2
+
+dmsetup remove s
+
+# Flushes reach a leg only if it has a volatile write cache: from here the
+# cut leg is a null_blk device with one, under dm-linear.
+cached=$(nullb_create cached 64)
+linear_over s "$cached"
+wipe /dev/ram0 /dev/ram1   # identical to the new (zero) leg, fresh metadata
+
+step "a host flush that times out marks the regions with writes in flight, not the whole leg"
+dmesg -C
+create fl "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 5 nosync io_timeout 300 intent_delay 60000"
+w fl 200 4          # intent bits for regions 200..203 stay (intent_delay)
+dmsetup suspend s
+python3 -c 'import os; fd = os.open("/dev/mapper/fl", os.O_WRONLY); os.fsync(fd)' ||
+	fail "the host flush failed"
+assert_eq "AF" "$(health_of fl)" "health after the flush timed out"
+dmesg | grep -q "leg 1 failed a flush within io_timeout: fractured" || fail "no flush timeout log line"
+logged=$(logged_regions /dev/ram0 1)
+assert_eq "200 201 202 203" "$logged" "regions logged by the timed-out flush"
+dmsetup resume s
+dmsetup message fl 0 rejoin 1
+wait_health fl AA 30
+dmsetup remove fl
+legs_identical $L /dev/ram1 "$cached"
+
+step "a write-intent settle whose flush times out fractures the leg first"
+dmesg -C
+create st "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 5 nosync io_timeout 300 intent_delay 2000"
+w st 300 2
+dmsetup suspend s
+wait_health st AF 30
+dmesg | grep -q "leg 1 failed a flush within io_timeout: fractured" || fail "no settle flush timeout log line"
+logged=$(logged_regions /dev/ram0 1)
+is_subset "300 301" "$logged" || fail "regions not logged when the settle flush timed out: $logged"
+dmsetup resume s
+dmsetup message st 0 rejoin 1
+wait_health st AA 30
+dmsetup remove st
+legs_identical $L /dev/ram1 "$cached"
+
+step "removing the table waits for late I/Os"
+create rm "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 3 nosync io_timeout 300"
+dmsetup suspend s
+w rm 10 1
+assert_eq "AF" "$(health_of rm)" "health after the timeout"
+dmsetup remove rm &
+remover=$!
+sleep 2
+kill -0 "$remover" 2>/dev/null || fail "the table went away with a late I/O outstanding"
+dmesg | grep -q "waiting for 1 timed-out I/Os to complete" || fail "no log line while waiting"
+dmsetup resume s
+wait "$remover" || fail "remove failed"
+dmsetup remove s
+
+step "an NBD leg over a 5 ms link: writes complete; a cut fractures it; back, it resyncs"
+ip link set lo up
+qemu-nbd -f raw --cache=none -t -b 127.0.0.1 -p 10809 -x leg /dev/ram3 &
+server=$!
+"$PYTHON" "$FRACTURE_VM/nbdproxy.py" 10810 10809 5 >/tmp/proxy.out 2>&1 &
+proxy=$!
+for _ in $(seq 150); do
+	grep -q ready /tmp/proxy.out && break
+	sleep 0.2
+done
+grep -q ready /tmp/proxy.out || fail "the proxy did not start: $(cat /tmp/proxy.out)"
+cleanup_nbd() {
+	kill -CONT "$proxy" 2>/dev/null
+	nbd-client -d /dev/nbd0 >/dev/null 2>&1
+	kill "$proxy" "$server" 2>/dev/null
+}
+trap cleanup_nbd EXIT
+for _ in $(seq 50); do
+	nbd-client -N leg 127.0.0.1 10810 /dev/nbd0 -b 4096 >/dev/null 2>&1 && break
+	sleep 0.2
+done
+[ "$(sectors /dev/nbd0)" = "$L" ] || fail "nbd0 has $(sectors /dev/nbd0) sectors, not $L"
+create nb "0 $L fracture /dev/ram4 $R 2 /dev/ram5 /dev/nbd0 3 nosync io_timeout 1000"
+t0=$(now_ms)
+w nb 0 50
+t=$(($(now_ms) - t0))
+echo "50 writes over the 5 ms link took ${t} ms"
+[ "$t" -ge 500 ] || fail "the link has no delay (${t} ms for 50 synchronous writes)"
+assert_eq "AA" "$(health_of nb)" "health over the slow link"
+assert_eq 0 "$(stat_of nb io_timeouts)" "timeouts over the slow link"
+legs_identical $L /dev/ram5 /dev/nbd0
+kill -STOP "$proxy"   # the link is cut
+t0=$(now_ms)
+w nb 500 20
+t=$(($(now_ms) - t0))
+echo "20 writes with the link cut took ${t} ms"
+[ "$t" -lt 15000 ] || fail "the writes waited for the cut link (${t} ms)"
+assert_eq "AF" "$(health_of nb)" "health with the link cut"
+[ "$(stat_of nb late_ios)" -ge 1 ] || fail "no late I/O with the link cut"
+kill -CONT "$proxy"   # the link is back
+for _ in $(seq 100); do
+	[ "$(stat_of nb late_ios)" = 0 ] && break
+	sleep 0.2
+done
+assert_eq 0 "$(stat_of nb late_ios)" "late I/Os once the link is back"
+dmsetup message nb 0 rejoin 1
+wait_health nb AA 60
+dmsetup remove nb
+legs_identical $L /dev/ram5 /dev/nbd0
