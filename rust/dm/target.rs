@@ -371,8 +371,11 @@ unsafe fn fan_out_raw<'b, T: Target>(
             let sent = unsafe {
                 timed.submit(bio, t.dev, sector, t.index, report_timed::<T>, data.as_ptr().cast())
             };
-            if !sent {
+            if let Err(outcome) = sent {
                 st.failed.fetch_or(bit, Ordering::Relaxed);
+                if outcome == Outcome::TimedOut {
+                    st.timed_out.fetch_or(bit, Ordering::Relaxed);
+                }
                 // Not the last: the bias is still held.
                 st.pending.fetch_sub(1, Ordering::Relaxed);
             }

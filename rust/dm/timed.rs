@@ -10,14 +10,20 @@
 //! things reports its outcome, once: the device completing it (success or
 //! failure), or the timer firing first (timed out). A bio that timed out is
 //! *late* until the device completes it; then its memory is freed and
-//! nothing else happens. The set counts its late bios, so that the owner can
-//! wait for them before it writes to the device by other means (a late write
-//! must not land on top of newer data); dropping the set waits for every one
-//! of its bios.
+//! nothing else happens. Late bios are counted per device for the whole
+//! module ([`late_ios`]), so that any table (also one that replaced the
+//! table that sent them) can keep from writing to the device by other means
+//! until they are done (a late write must not land on top of newer data);
+//! no new timed bio is sent to a device with late ones. Dropping a set
+//! waits for every one of its bios.
+//!
+//! Allocations do not wait (`GFP_NOWAIT`): a late bio holds its set's
+//! reserves until the device answers, so waiting on them could wait
+//! forever. A copy that cannot be made is reported as failed.
 
 use super::bindings;
 use super::bio::BioSet;
-use super::device::Dev;
+use super::device::{Dev, DevT};
 use super::kthread::sleep_ms;
 use core::ffi::c_void;
 use core::ptr::{addr_of_mut, NonNull};
@@ -35,6 +41,66 @@ pub enum Outcome {
     Failed,
     /// The device did not complete it in time; it is late now.
     TimedOut,
+}
+
+/// Slots of the late-I/O registry: more devices with late I/O at once than
+/// this count in [`LATE_OVERFLOW`].
+const LATE_SLOTS: usize = 64;
+
+/// Late I/Os per device: bits 63..32 the device number, 31..0 the count.
+/// A slot whose count is zero may be taken by another device.
+static LATE_IOS: [AtomicU64; LATE_SLOTS] = [const { AtomicU64::new(0) }; LATE_SLOTS];
+
+/// Late I/Os that found no free slot: while there are any, every device
+/// counts as having late I/O (the safe direction).
+static LATE_OVERFLOW: AtomicU32 = AtomicU32::new(0);
+
+/// [`Record::slot`] of a late bio counted in [`LATE_OVERFLOW`].
+const OVERFLOW_SLOT: u32 = u32::MAX;
+
+/// Counts a late I/O to `devt`; returns the slot to give back to
+/// [`late_done`]. Any context.
+fn late_begin(devt: u32) -> u32 {
+    for (i, slot) in LATE_IOS.iter().enumerate() {
+        let mut v = slot.load(Ordering::Acquire);
+        loop {
+            let (dev, count) = ((v >> 32) as u32, v as u32);
+            let new = if dev == devt {
+                v + 1
+            } else if count == 0 {
+                (u64::from(devt) << 32) | 1
+            } else {
+                break;
+            };
+            match slot.compare_exchange(v, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return i as u32,
+                Err(now) => v = now,
+            }
+        }
+    }
+    LATE_OVERFLOW.fetch_add(1, Ordering::AcqRel);
+    OVERFLOW_SLOT
+}
+
+/// A late I/O counted by [`late_begin`] in `slot` completed. Any context.
+fn late_done(slot: u32) {
+    match LATE_IOS.get(slot as usize) {
+        // The count is at least one (ours): no borrow from the device bits.
+        Some(s) => s.fetch_sub(1, Ordering::AcqRel),
+        None => u64::from(LATE_OVERFLOW.fetch_sub(1, Ordering::AcqRel)),
+    };
+}
+
+/// I/Os to device `dev` that timed out and that it has not completed yet,
+/// sent by any table of this module. Any context.
+pub fn late_ios(dev: DevT) -> u32 {
+    let mine: u32 = LATE_IOS
+        .iter()
+        .map(|s| s.load(Ordering::Acquire))
+        .filter(|v| (v >> 32) as u32 == dev.0)
+        .map(|v| v as u32)
+        .sum();
+    mine.max(LATE_OVERFLOW.load(Ordering::Acquire).min(1))
 }
 
 /// Called exactly once per timed bio with its outcome, from any context
@@ -60,6 +126,11 @@ struct Record {
     /// The last one frees the bio.
     refs: AtomicU32,
     index: u32,
+    /// The device, for the late-I/O registry.
+    devt: u32,
+    /// Where the registry counts it once late (written by the timer before
+    /// it moves `state`, read by the completion after it saw `LATE`).
+    slot: AtomicU32,
     set: *const Inner,
     report: Report,
     ctx: *mut c_void,
@@ -86,8 +157,6 @@ struct Inner {
     timeout_ms: u32,
     /// Bios of this set not yet freed.
     live: AtomicU32,
-    /// Bios that timed out and are not completed yet.
-    late: AtomicU32,
     /// Bios that ever timed out.
     timeouts: AtomicU64,
 }
@@ -124,24 +193,85 @@ unsafe impl Send for TimedSet {}
 // SAFETY: as above; submission through `&self` is thread safe.
 unsafe impl Sync for TimedSet {}
 
-/// What [`TimedSet::flush`] waits on.
+/// What [`flush_many`] waits on.
 struct Waiter {
     done: Opaque<bindings::completion>,
-    outcome: AtomicU32,
+    /// Flushes not reported yet, plus one while they are being sent.
+    pending: AtomicU32,
+    failed: AtomicU32,
+    timed_out: AtomicU32,
 }
 
-/// [`Report`] for [`TimedSet::flush`].
+/// [`Report`] for [`flush_many`].
 ///
 /// # Safety
 ///
-/// `ctx` must point at a live [`Waiter`] whose completion was initialised.
-unsafe fn report_to_waiter(ctx: *mut c_void, _index: u32, outcome: Outcome) {
-    // SAFETY: the waiter lives until `complete` woke it (the caller's
-    // promise); it is not touched after that.
+/// `ctx` must point at a live [`Waiter`] whose completion was initialised
+/// and whose `pending` counts this report.
+unsafe fn report_to_waiter(ctx: *mut c_void, index: u32, outcome: Outcome) {
+    // SAFETY: the waiter lives until it is woken or sees `pending` reach
+    // zero itself (the caller's promise); not touched after the decrement
+    // unless this was the last report.
     let w = unsafe { &*ctx.cast::<Waiter>() };
-    w.outcome.store(outcome as u32, Ordering::Release);
-    // SAFETY: an initialised completion; `complete` may run in any context.
-    unsafe { bindings::complete(w.done.get()) };
+    w.note(index, outcome);
+    if w.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // SAFETY: an initialised completion; `complete` may run in any
+        // context; the waiter waits for it (its own decrement was not the
+        // last).
+        unsafe { bindings::complete(w.done.get()) };
+    }
+}
+
+impl Waiter {
+    fn note(&self, index: u32, outcome: Outcome) {
+        let bit = 1u32.checked_shl(index).unwrap_or(0);
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::Failed => {
+                self.failed.fetch_or(bit, Ordering::AcqRel);
+            }
+            Outcome::TimedOut => {
+                self.timed_out.fetch_or(bit, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// Flushes the volatile write cache of every `(set, device, index)` at once
+/// with timed empty flushes, and waits until each has completed or timed
+/// out (about the longest timeout). Returns the indexes whose flush failed
+/// and those whose flush timed out, as masks. Sleeps.
+pub fn flush_many<'a>(items: impl Iterator<Item = (&'a TimedSet, &'a Dev, u32)>) -> (u32, u32) {
+    let w = Waiter {
+        done: Opaque::uninit(),
+        pending: AtomicU32::new(1),
+        failed: AtomicU32::new(0),
+        timed_out: AtomicU32::new(0),
+    };
+    // SAFETY: `w` is not moved from here on; the completion is initialised
+    // before anything can complete it.
+    unsafe { bindings::fracture_init_completion(w.done.get()) };
+    let opf = bindings::req_op_REQ_OP_WRITE | bindings::REQ_PREFLUSH;
+    let ctx = core::ptr::from_ref(&w).cast_mut().cast::<c_void>();
+    for (set, dev, index) in items {
+        w.pending.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: no source bio; `w` outlives every report: it is waited
+        // for below before `w` goes away.
+        if let Err(outcome) = unsafe { set.send(dev, opf, 0, None, 0, index, report_to_waiter, ctx) } {
+            w.note(index, outcome);
+            // Not the last: the bias is held.
+            w.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    if w.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+        // SAFETY: an initialised completion, completed once by the last
+        // report (which is not ours); process context.
+        unsafe { bindings::wait_for_completion(w.done.get()) };
+    }
+    (
+        w.failed.load(Ordering::Acquire),
+        w.timed_out.load(Ordering::Acquire),
+    )
 }
 
 impl TimedSet {
@@ -160,17 +290,11 @@ impl TimedSet {
                 pages,
                 timeout_ms: timeout_ms.max(1),
                 live: AtomicU32::new(0),
-                late: AtomicU32::new(0),
                 timeouts: AtomicU64::new(0),
             },
             GFP_KERNEL,
         )?;
         Ok(Self { inner })
-    }
-
-    /// Bios that timed out and that the device has not completed yet.
-    pub fn late(&self) -> u32 {
-        self.inner.late.load(Ordering::Acquire)
     }
 
     /// Bios that ever timed out.
@@ -181,8 +305,10 @@ impl TimedSet {
     /// Sends a timed copy of write, flush, discard or write-zeroes bio
     /// `src` to `dev` at `sector` (same operation, flags and length; a
     /// write's data copied). `report(ctx, index, _)` is called once with
-    /// its outcome, possibly before this returns. Returns `false`, having
-    /// sent nothing and reported nothing, if the copy cannot be made.
+    /// its outcome, possibly before this returns. Returns the outcome to
+    /// count instead, having sent and reported nothing, if the copy cannot
+    /// be made (`Failed`) or the device has late I/O (`TimedOut`: it is
+    /// not answering).
     ///
     /// # Safety
     ///
@@ -197,7 +323,7 @@ impl TimedSet {
         index: u32,
         report: Report,
         ctx: *mut c_void,
-    ) -> bool {
+    ) -> Result<(), Outcome> {
         let s = src.as_ptr();
         // SAFETY: `src` is live (the caller's promise).
         let (opf, size, op) = unsafe { ((*s).bi_opf, (*s).bi_iter.bi_size, bindings::fracture_bio_op(s)) };
@@ -208,28 +334,10 @@ impl TimedSet {
 
     /// Flushes `dev`'s volatile write cache with a timed empty flush and
     /// waits for its outcome (at most about the timeout). Sleeps.
-    pub fn flush(&self, dev: &Dev, index: u32) -> Outcome {
-        let w = Waiter {
-            done: Opaque::uninit(),
-            outcome: AtomicU32::new(Outcome::Failed as u32),
-        };
-        // SAFETY: `w` is not moved from here on; the completion is
-        // initialised before anything can complete it.
-        unsafe { bindings::fracture_init_completion(w.done.get()) };
-        let opf = bindings::req_op_REQ_OP_WRITE | bindings::REQ_PREFLUSH;
-        let ctx = core::ptr::from_ref(&w).cast_mut().cast::<c_void>();
-        // SAFETY: no source bio; `w` outlives the report, which is waited
-        // for below before `w` goes away.
-        let sent = unsafe { self.send(dev, opf, 0, None, 0, index, report_to_waiter, ctx) };
-        if !sent {
-            return Outcome::Failed;
-        }
-        // SAFETY: an initialised completion, completed exactly once by the
-        // report; process context.
-        unsafe { bindings::wait_for_completion(w.done.get()) };
-        match w.outcome.load(Ordering::Acquire) {
-            x if x == Outcome::Ok as u32 => Outcome::Ok,
-            x if x == Outcome::TimedOut as u32 => Outcome::TimedOut,
+    pub fn flush(&self, dev: &Dev) -> Outcome {
+        match flush_many(core::iter::once((self, dev, 0))) {
+            (0, 0) => Outcome::Ok,
+            (0, _) => Outcome::TimedOut,
             _ => Outcome::Failed,
         }
     }
@@ -252,9 +360,13 @@ impl TimedSet {
         index: u32,
         report: Report,
         ctx: *mut c_void,
-    ) -> bool {
+    ) -> Result<(), Outcome> {
         let inner = &*self.inner;
         let pool = inner.pages.as_ptr();
+        let devt = dev.devt();
+        if late_ios(devt) != 0 {
+            return Err(Outcome::TimedOut);
+        }
         let nr_pages = if data.is_some() {
             (size as usize).div_ceil(PAGE_SIZE)
         } else {
@@ -262,23 +374,22 @@ impl TimedSet {
         };
         if nr_pages > bindings::BIO_MAX_VECS as usize {
             // Cannot happen: the target caps its bios (max_io_len).
-            return false;
+            return Err(Outcome::Failed);
         }
         // SAFETY: the device is held open by `dev`; the bio set outlives its
-        // bios (see `Inner`'s drop); GFP_NOIO in process context (the
-        // caller's promise) waits on the pool rather than fail.
+        // bios (see `Inner`'s drop); GFP_NOWAIT never sleeps.
         let bio = unsafe {
-            bindings::bio_alloc_bioset(dev.raw_bdev(), nr_pages as u16, opf, bindings::GFP_NOIO, inner.bs.raw())
+            bindings::bio_alloc_bioset(dev.raw_bdev(), nr_pages as u16, opf, bindings::GFP_NOWAIT, inner.bs.raw())
         };
         let Some(bio) = NonNull::new(bio) else {
-            return false;
+            return Err(Outcome::Failed);
         };
         let b = bio.as_ptr();
         if let Some(src) = data {
             let mut left = size;
             while left != 0 {
                 let len = left.min(PAGE_SIZE as u32);
-                // SAFETY: a page pool; GFP_NOIO in process context.
+                // SAFETY: a page pool; the allocation does not sleep.
                 let page = unsafe { bindings::fracture_page_pool_alloc(pool) };
                 // SAFETY: `b` is ours, with room for `nr_pages` vecs; the
                 // page is ours and at least `len` long.
@@ -292,7 +403,7 @@ impl TimedSet {
                         bindings::fracture_bio_free_pages(b, pool);
                         bindings::bio_put(b);
                     }
-                    return false;
+                    return Err(Outcome::Failed);
                 }
                 left -= len;
             }
@@ -313,6 +424,8 @@ impl TimedSet {
             addr_of_mut!((*rec).state).write(AtomicU32::new(IN_FLIGHT));
             addr_of_mut!((*rec).refs).write(AtomicU32::new(2));
             addr_of_mut!((*rec).index).write(index);
+            addr_of_mut!((*rec).devt).write(devt.0);
+            addr_of_mut!((*rec).slot).write(AtomicU32::new(OVERFLOW_SLOT));
             addr_of_mut!((*rec).set).write(inner);
             addr_of_mut!((*rec).report).write(report);
             addr_of_mut!((*rec).ctx).write(ctx);
@@ -322,7 +435,7 @@ impl TimedSet {
             bindings::fracture_timer_arm(timer, inner.timeout_ms);
             bindings::submit_bio_noacct(b);
         }
-        true
+        Ok(())
     }
 }
 
@@ -370,17 +483,14 @@ unsafe extern "C" fn timed_endio(bio: *mut bindings::bio) {
     if unsafe { bindings::timer_delete(r.timer.get()) } != 0 {
         r.refs.fetch_sub(1, Ordering::AcqRel);
     }
-    // SAFETY: the set outlives its bios.
-    let set = unsafe { &*r.set };
     match r.state.compare_exchange(IN_FLIGHT, DONE, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: the first and only report; `ctx` is valid until it.
         Ok(_) => unsafe {
             (r.report)(r.ctx, r.index, if ok { Outcome::Ok } else { Outcome::Failed })
         },
-        // Reported as timed out already: only the late count moves.
-        Err(_) => {
-            set.late.fetch_sub(1, Ordering::AcqRel);
-        }
+        // Reported as timed out already: only the late count moves (the
+        // timer set `slot` before it moved the state).
+        Err(_) => late_done(r.slot.load(Ordering::Acquire)),
     }
     // SAFETY: this completion's reference.
     unsafe { put(rec) };
@@ -399,15 +509,16 @@ unsafe extern "C" fn timer_fired(timer: *mut bindings::timer_list) {
     let r = unsafe { &*rec };
     // SAFETY: the set outlives its bios.
     let set = unsafe { &*r.set };
-    // Counted before the state moves, so that a completion racing with
-    // this one never takes the count below what it will be.
-    set.late.fetch_add(1, Ordering::AcqRel);
+    // Counted before the state moves, so that the device never looks free
+    // of late I/O while this one is, and a completion racing with this one
+    // finds the slot to give back.
+    r.slot.store(late_begin(r.devt), Ordering::Release);
     if r.state.compare_exchange(IN_FLIGHT, LATE, Ordering::AcqRel, Ordering::Acquire).is_ok() {
         set.timeouts.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the first and only report; `ctx` is valid until it.
         unsafe { (r.report)(r.ctx, r.index, Outcome::TimedOut) };
     } else {
-        set.late.fetch_sub(1, Ordering::AcqRel);
+        late_done(r.slot.load(Ordering::Acquire));
     }
     // SAFETY: the timer's reference. Freeing a timer from its own callback
     // is allowed: the timer code does not touch it after calling us.

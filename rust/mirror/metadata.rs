@@ -36,7 +36,7 @@ use crate::dm::target::{BioStack, CtrError, EventRaiser};
 use crate::format::{
     bit_position, clear_bit, count_ones, fill, is_zero, next_set_bit, padding_clear, payload,
     payload_mut, seal, set_bit, test_bit, verify, BlockType, Layout, LegState, PrimaryCheck,
-    Superblock, BITS_PER_BLOCK, SECTORS_PER_BLOCK,
+    Superblock, BITS_PER_BLOCK, FLAG_CLEAN, SECTORS_PER_BLOCK,
 };
 use crate::intent::{words_for, IntentTracker, WRITE_BUCKETS};
 use core::ops::Range;
@@ -150,6 +150,9 @@ pub(crate) struct Shared {
     pub(crate) recovering: AtomicU32,
     /// Host writes in flight and the intent bits known durable.
     intent: Tracker,
+    /// `nointent`: no region is ever marked; the superblock's clean flag
+    /// is cleared while the table runs instead.
+    no_intent: bool,
     /// Serialises [`Shared::settle`] and [`Shared::set_active`].
     #[pin]
     settle_lock: Mutex<()>,
@@ -251,6 +254,7 @@ impl Shared {
         geometry: Geometry,
         nr_legs: u32,
         nosync: bool,
+        no_intent: bool,
         events: EventRaiser,
     ) -> Result<Arc<Self>, CtrError> {
         let layout = Layout::new(nr_legs, geometry.nr_regions());
@@ -339,6 +343,7 @@ impl Shared {
                 logged: AtomicU32::new(0),
                 recovering: AtomicU32::new(0),
                 intent,
+                no_intent,
                 settle_lock <- new_mutex!((), "fracture_settle"),
                 active: AtomicBool::new(false),
                 host_writes: AtomicU64::new(0),
@@ -427,7 +432,16 @@ impl Shared {
     /// durable). Returns whether a leg changed.
     pub(crate) fn flush_timed_out(&self, legs: u32) -> bool {
         let mut st = self.state.lock();
-        self.legs_failed_locked(&mut st, legs, 0, "flush within io_timeout").changed
+        let f = self.legs_failed_locked(&mut st, legs, 0, "flush within io_timeout");
+        if self.no_intent {
+            // No intent bits: nothing says what it may not have made
+            // durable.
+            for leg in legs_of(f.logged) {
+                self.fill_leg_locked(&mut st, leg);
+                crate::dm_warn!("leg {} fractured with every region out of sync (nointent)", leg);
+            }
+        }
+        f.changed
     }
 
     /// Fractures the legs recorded by [`Shared::note_failed`]. A failed
@@ -577,6 +591,28 @@ impl Shared {
                 payload_mut(st.blocks[b].bytes_mut()).fill(0);
                 st.dirty[b] = false;
             }
+        }
+        if activate && sb.flags & FLAG_CLEAN == 0 {
+            // A table without an intent log (`nointent`) did not shut down
+            // cleanly: any region may have had writes in flight. A full
+            // intent bitmap says so, and is handed to the legs below.
+            let nr_regions = self.geometry.nr_regions();
+            for idx in 0..per_leg {
+                let b = self.block_index(self.nr_legs, idx);
+                fill(payload_mut(st.blocks[b].bytes_mut()), idx, nr_regions);
+                st.block_seq[b] = st.open_seq;
+                st.dirty[b] = true;
+            }
+            intent_count = nr_regions;
+            crate::dm_warn!(
+                "metadata device {}: not shut down cleanly and no write-intent log was kept (nointent): every region is copied from the primary to the secondaries",
+                name
+            );
+        }
+        if activate && sb.flags & FLAG_CLEAN == 0 {
+            // Handled; a `nointent` table clears it again when it resumes.
+            sb.flags |= FLAG_CLEAN;
+            st.sb_seq = st.open_seq;
         }
         st.intent_count = intent_count;
         let mut dirty = (0..self.nr_legs)
@@ -839,7 +875,13 @@ impl Shared {
         log: bool,
     ) -> Result<WriteStart, MetadataFailed> {
         let regions = self.geometry.regions_of(sector, sectors);
-        let durable = self.intent.start_write(regions.clone());
+        let mut durable = self.intent.start_write(regions.clone());
+        if !durable && self.no_intent {
+            // No intent log: nothing to mark (the clean flag, cleared while
+            // the table runs, covers every region).
+            self.intent.mark_durable(regions.clone());
+            durable = true;
+        }
         self.host_writes.fetch_add(1, Ordering::Relaxed);
         let mut start = WriteStart {
             logged: 0,
@@ -992,6 +1034,31 @@ impl Shared {
         cleared
     }
 
+    /// Whether the table keeps no write-intent log (`nointent`).
+    pub(crate) fn no_intent(&self) -> bool {
+        self.no_intent
+    }
+
+    /// Sets or clears the superblock's clean flag and commits. A `nointent`
+    /// table clears it before any write is sent after a resume, and sets
+    /// it once suspended with the legs flushed: found clear at activation,
+    /// every region is resynced. Returns whether the commit worked. Sleeps.
+    pub(crate) fn set_clean(&self, clean: bool) -> bool {
+        {
+            let mut st = self.state.lock();
+            let flags = if clean {
+                st.sb.flags | FLAG_CLEAN
+            } else {
+                st.sb.flags & !FLAG_CLEAN
+            };
+            if flags != st.sb.flags {
+                st.sb.flags = flags;
+                st.sb_seq = st.open_seq;
+            }
+        }
+        self.commit().seq.is_some()
+    }
+
     /// The table is running (first resume done) or not (suspended): intent
     /// bits are cleared only while it runs.
     pub(crate) fn set_active(&self, active: bool) {
@@ -1067,11 +1134,11 @@ impl Shared {
 
     /// Resume with the legs present: every secondary fractured by a failure
     /// (not split on request) starts recovery. Returns those legs.
-    pub(crate) fn rejoin_failed(&self) -> u32 {
+    pub(crate) fn rejoin_failed(&self, skip: u32) -> u32 {
         let mut st = self.state.lock();
         let mut legs = 0;
         let p = st.sb.primary_leg;
-        for leg in (0..self.nr_legs).filter(|&l| l != p) {
+        for leg in (0..self.nr_legs).filter(|&l| l != p && skip & (1 << l) == 0) {
             let rec = st.sb.leg(leg);
             if rec.state == LegState::Fractured && !rec.split {
                 self.start_recovery_locked(&mut st, leg);
@@ -1299,8 +1366,9 @@ impl Shared {
         if flush {
             // A leg whose flush only timed out lost nothing it had made
             // durable: the intent bits its fracture took cover every write
-            // it may not have.
-            for leg in legs_of(f.logged & !timed_out) {
+            // it may not have (unless there are none: `nointent`).
+            let covered = if self.no_intent { 0 } else { timed_out };
+            for leg in legs_of(f.logged & !covered) {
                 self.fill_leg_locked(&mut st, leg);
                 need = st.open_seq;
                 crate::dm_warn!("leg {} fractured with every region out of sync", leg);

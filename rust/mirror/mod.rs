@@ -30,7 +30,7 @@ use crate::dm::status::{Emitter, StatusType};
 use crate::dm::target::{
     BioStack, CtrError, DeviceVisitor, HeldBio, MapBio, MapResult, Target, TargetCtx,
 };
-use crate::dm::timed::{Outcome, TimedSet};
+use crate::dm::timed::{flush_many, late_ios, Outcome, TimedSet};
 use crate::message::Message;
 use crate::region::Geometry;
 use crate::table::{find_duplicate, Features, TableArgs};
@@ -59,17 +59,18 @@ struct Leg {
 }
 
 impl Leg {
-    /// Timed I/Os to this leg that timed out and that it has not
-    /// completed yet: nothing else may be written to the leg (a late write
-    /// could land on top of it) until they are done.
+    /// Timed I/Os to this leg's device that timed out and that it has not
+    /// completed yet, sent by this table or an earlier one: nothing else
+    /// may be written to the leg (a late write could land on top of it)
+    /// until they are done.
     fn late(&self) -> u32 {
-        self.timed.as_ref().map_or(0, TimedSet::late)
+        late_ios(self.dev.devt())
     }
 
     /// Flushes the leg, within `io_timeout` if set. Sleeps.
-    fn flush(&self, index: u32) -> Outcome {
+    fn flush(&self) -> Outcome {
         match &self.timed {
-            Some(t) => t.flush(&self.dev, index),
+            Some(t) => t.flush(&self.dev),
             None => match self.dev.flush() {
                 Ok(()) => Outcome::Ok,
                 Err(_) => Outcome::Failed,
@@ -215,7 +216,6 @@ fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
     let logged = shared.logged.load(Ordering::SeqCst);
     let primary = shared.primary();
     let mut result = Ok(());
-    let mut timed_out = 0;
     for (i, leg) in legs.iter().enumerate() {
         if logged & (1 << i) != 0 {
             continue;
@@ -233,11 +233,19 @@ fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
             }
             continue;
         }
-        match leg.flush(i as u32) {
-            Outcome::Ok => {}
-            Outcome::Failed => shared.note_failed(1 << i),
-            Outcome::TimedOut => timed_out |= 1 << i,
+        if leg.timed.is_none() && leg.dev.flush().is_err() {
+            shared.note_failed(1 << i);
         }
+    }
+    // The timed ones all at once: dead legs cost one timeout, not one each.
+    let timed = legs
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| logged & (1 << i) == 0 && i as u32 != primary)
+        .filter_map(|(i, leg)| leg.timed.as_ref().map(|t| (t, &leg.dev, i as u32)));
+    let (failed, timed_out) = flush_many(timed);
+    if failed != 0 {
+        shared.note_failed(failed);
     }
     let mut changed = timed_out != 0 && shared.flush_timed_out(timed_out);
     changed |= shared.fracture_noted();
@@ -245,6 +253,19 @@ fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
         shared.kick();
     }
     result
+}
+
+/// `nointent`: legs fractured by a failure are flushed before the failure
+/// is committed, so that what they acknowledged before is durable (the
+/// intent bits that would cover it otherwise are not kept). A leg whose
+/// flush does not work gets every region marked. Sleeps.
+fn flush_fractured(shared: &Shared, legs: &[Leg], fractured: u32) {
+    let logged = shared.logged.load(Ordering::SeqCst);
+    for leg in legs_of(fractured & logged) {
+        if legs[leg as usize].flush() != Outcome::Ok {
+            shared.note_failed(1 << leg);
+        }
+    }
 }
 
 /// A read failed on the legs it was sent to: it is sent to another in-sync
@@ -319,6 +340,7 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             next_settle = now_ns().saturating_add(delay_ns);
         }
         let mut changed = shared.take_kick();
+        let mut fractured_now = 0u32;
         let batch = BioStack::<Fracture>::default();
         let unsent = BioStack::<Fracture>::default();
         for bio in shared.deferred.take_all() {
@@ -332,16 +354,23 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             if failed != 0 {
                 let sent = !pb.logged.load(Ordering::Relaxed);
                 let timed_out = pb.timed_out.load(Ordering::Relaxed);
+                // A leg with late I/O may be about to be fractured (its
+                // timeout not handled yet): never the one to take over.
+                let sent = sent & !late_legs(&t.legs);
                 let f = shared.write_failed(failed, timed_out, sent, bio.sector(), bio.sectors(), kind.preflush);
                 pb.need.fetch_max(f.need, Ordering::Relaxed);
                 pb.error.store(!f.ok, Ordering::Relaxed);
                 changed |= f.changed;
+                fractured_now |= failed;
                 if let Some((s, n)) = pb.take_tracked() {
                     shared.end_write(s, n);
                 }
                 shared.failure_handled();
             }
             batch.push(bio);
+        }
+        if shared.no_intent() && fractured_now != 0 {
+            flush_fractured(shared, &t.legs, fractured_now);
         }
         changed |= shared.fracture_noted();
         let was_failed = shared.meta_failed.load(Ordering::Acquire);
@@ -488,7 +517,14 @@ impl Target for Fracture {
         metadata_name.extend_from_slice(metadata.name().as_bytes(), GFP_KERNEL)?;
         let n = legs.len() as u32;
         let legs = Arc::new(legs, GFP_KERNEL)?;
-        let shared = Shared::open(metadata, geometry, n, t.features.nosync, ti.event_raiser())?;
+        let shared = Shared::open(
+            metadata,
+            geometry,
+            n,
+            t.features.nosync,
+            t.features.no_intent,
+            ti.event_raiser(),
+        )?;
         let meta = Arc::new(
             MetaThread {
                 shared: shared.clone(),
@@ -655,6 +691,18 @@ impl Target for Fracture {
             crate::dm_err!("{}", e);
             EINVAL
         })?;
+        if let Message::Rejoin(leg) | Message::Rebuild(leg) | Message::Primary(leg) = msg {
+            // Its late writes could land on top of the copies.
+            let late = self.legs[leg as usize].late();
+            if late != 0 {
+                crate::dm_err!(
+                    "leg {} has {} late I/Os (timed out, not completed by its device yet): try again once they are done (late_ios in stats)",
+                    leg,
+                    late
+                );
+                return Err(EBUSY);
+            }
+        }
         match msg {
             Message::Fracture(leg) => {
                 match self.shared.fracture(leg) {
@@ -677,8 +725,18 @@ impl Target for Fracture {
                 // flush fails, any earlier write may be lost: every region
                 // is marked. If it only times out, the regions with
                 // writes in flight (the intent bits) are marked already.
-                match self.legs[leg as usize].flush(leg) {
+                match self.legs[leg as usize].flush() {
                     Outcome::Ok => {}
+                    // Without an intent log nothing marks what it may not
+                    // have made durable.
+                    Outcome::TimedOut if self.shared.no_intent() => {
+                        crate::dm_warn!(
+                            "leg {} did not complete the flush that ends its in-sync life within io_timeout (nointent): every region marked out of sync",
+                            leg
+                        );
+                        self.shared.note_failed(1 << leg);
+                        self.shared.fracture_noted();
+                    }
                     Outcome::Failed => {
                         crate::dm_warn!(
                             "leg {} failed the flush that ends its in-sync life: every region marked out of sync",
@@ -815,6 +873,22 @@ impl Target for Fracture {
                 left
             );
         }
+        // Without an intent log, the clean flag says the legs agree: set
+        // once what they acknowledged is durable.
+        if self.shared.no_intent() {
+            match flush_legs(&self.shared, &self.legs) {
+                Ok(()) => {
+                    if !self.shared.set_clean(true) {
+                        crate::dm_warn!(
+                            "suspend: cannot mark the metadata clean; every region is resynced at the next activation"
+                        );
+                    }
+                }
+                Err(_) => crate::dm_warn!(
+                    "suspend: the primary failed a flush; every region is resynced at the next activation"
+                ),
+            }
+        }
         // Until the next resume, nothing is cleared: a table replacing this
         // one owns the metadata from its first resume.
         self.shared.set_active(false);
@@ -831,8 +905,21 @@ impl Target for Fracture {
             self.shared.load(true).map_err(|e| e.errno)?;
             self.first_resume.store(false, Ordering::Release);
         }
+        // Without an intent log, nothing says which regions writes are in
+        // flight to: the metadata says "not clean" before any is sent.
+        if self.shared.no_intent() && !self.shared.set_clean(false) {
+            crate::dm_err!("resume: cannot mark the metadata in use (nointent): refusing to resume");
+            return Err(EIO);
+        }
         // Resuming with the legs present retries the failed ones.
-        let legs = self.shared.rejoin_failed();
+        let late = late_legs(&self.legs);
+        let legs = self.shared.rejoin_failed(late);
+        if late != 0 {
+            crate::dm_warn!(
+                "resume: legs {:#x} still have late I/Os: not rejoined (rejoin or probe_interval once they are done)",
+                late
+            );
+        }
         if legs != 0 {
             crate::dm_info!(
                 "resume: legs {:#x}, fractured by a failure, start recovery",

@@ -14,6 +14,7 @@
 #include "helpers.h"
 
 const gfp_t RUST_CONST_HELPER_GFP_NOIO = GFP_NOIO;
+const gfp_t RUST_CONST_HELPER_GFP_NOWAIT = GFP_NOWAIT;
 const blk_opf_t RUST_CONST_HELPER_REQ_FUA = REQ_FUA;
 const blk_opf_t RUST_CONST_HELPER_REQ_PREFLUSH = REQ_PREFLUSH;
 const blk_status_t RUST_CONST_HELPER_BLK_STS_OK = BLK_STS_OK;

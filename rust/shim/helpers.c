@@ -248,10 +248,13 @@ mempool_t *fracture_page_pool_create(int min_nr)
 	return mempool_create_page_pool(min_nr, 0);
 }
 
-/* mempool_alloc is a macro (allocation profiling). Sleeps; never NULL. */
+/*
+ * mempool_alloc is a macro (allocation profiling). Never sleeps: NULL when
+ * neither the page allocator nor the pool's reserve has a page.
+ */
 struct page *fracture_page_pool_alloc(mempool_t *pool)
 {
-	return mempool_alloc(pool, GFP_NOIO);
+	return mempool_alloc(pool, GFP_NOWAIT);
 }
 
 /*

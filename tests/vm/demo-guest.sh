@@ -139,12 +139,18 @@ run dmsetup status mirror
 dmesg | grep 'device-mapper: fracture' | tail -n 1
 run dmsetup message mirror 0 stats
 say "Leg 2 is fractured; its writes that timed out are still out there (late_ios)."
-say "A rejoin waits for it: nothing is copied to the leg until it completed."
-run dmsetup message mirror 0 rejoin 2
-run dmsetup status mirror
-say "The link comes back: the late writes complete, then recovery copies the"
-say "logged regions."
+say "A rejoin is refused until they are done: one landing after recovery copied"
+say "its region would undo the copy."
+run dmsetup message mirror 0 rejoin 2 || true
+dmesg | grep 'device-mapper: fracture' | tail -n 1
+say "The link comes back: the late writes complete; the rejoin copies the logged"
+say "regions."
 run dmsetup resume sec2
+for _ in $(seq 50); do
+	[ "$(dmsetup message mirror 0 stats | sed 's/.*late_ios=//')" = 0 ] && break
+	sleep 0.1
+done
+run dmsetup message mirror 0 rejoin 2
 wait_sync AAA
 sync; echo 3 >/proc/sys/vm/drop_caches
 run cmp -n $((L * 512)) /dev/ram2 /dev/ram3

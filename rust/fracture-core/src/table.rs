@@ -70,6 +70,9 @@ pub const MAX_RECOVERY_RATE: u64 = 1 << 30;
 ///   failed and start its recovery when it works again; 0 = never;
 /// - `intent_delay <ms>`: a region's write-intent bit is cleared once no
 ///   write touched it for this long (up to twice that); 0 = the default;
+/// - `nointent`: no write-intent log: writes never wait for a metadata
+///   commit, and after an unclean shutdown every region is copied from the
+///   primary to the secondaries (a superblock flag tells);
 /// - `io_timeout <ms>`: a secondary that does not complete a write or flush
 ///   within this time is fractured and the host's I/O completes without
 ///   it; 0 = never (the default).
@@ -85,6 +88,8 @@ pub struct Features {
     pub intent_delay: u64,
     /// `io_timeout`, milliseconds; 0 = off.
     pub io_timeout: u64,
+    /// `nointent`.
+    pub no_intent: bool,
 }
 
 impl Features {
@@ -100,6 +105,7 @@ impl Features {
             + 2 * usize::from(self.probe_interval != 0)
             + 2 * usize::from(self.intent_delay != 0)
             + 2 * usize::from(self.io_timeout != 0)
+            + usize::from(self.no_intent)
     }
 
     /// The intent delay in effect, in milliseconds.
@@ -128,6 +134,9 @@ impl Features {
         }
         if self.io_timeout != 0 {
             write!(w, " io_timeout {}", self.io_timeout)?;
+        }
+        if self.no_intent {
+            w.write_str(" nointent")?;
         }
         Ok(())
     }
@@ -172,6 +181,8 @@ pub enum TableError<'a> {
     RepeatedFeature(&'static str),
     /// A feature that needs a value is the last word.
     MissingValue(&'static str),
+    /// `intent_delay` with `nointent`: there is no intent log to delay.
+    IntentDelayWithoutLog,
     /// A feature value out of its range.
     FeatureRange {
         /// The feature.
@@ -214,9 +225,12 @@ impl core::fmt::Display for TableError<'_> {
             ),
             Self::UnknownFeature(w) => write!(
                 f,
-                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>, intent_delay <ms>, io_timeout <ms>)"
+                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>, intent_delay <ms>, io_timeout <ms>, nointent)"
             ),
             Self::RepeatedFeature(w) => write!(f, "feature {w} given twice"),
+            Self::IntentDelayWithoutLog => {
+                write!(f, "intent_delay with nointent: there is no write-intent log to delay")
+            }
             Self::MissingValue(w) => write!(f, "feature {w} needs a value"),
             Self::FeatureRange {
                 feature,
@@ -305,7 +319,7 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         });
     }
     let mut f = Features::default();
-    let mut seen = [false; 5];
+    let mut seen = [false; 6];
     let mut words = rest.iter();
     while let Some(&w) = words.next() {
         let (idx, name): (usize, &'static str) = match w {
@@ -314,6 +328,7 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
             "probe_interval" => (2, "probe_interval"),
             "intent_delay" => (3, "intent_delay"),
             "io_timeout" => (4, "io_timeout"),
+            "nointent" => (5, "nointent"),
             other => return Err(TableError::UnknownFeature(other)),
         };
         if core::mem::replace(&mut seen[idx], true) {
@@ -321,6 +336,10 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         }
         if idx == 0 {
             f.nosync = true;
+            continue;
+        }
+        if idx == 5 {
+            f.no_intent = true;
             continue;
         }
         let &value = words.next().ok_or(TableError::MissingValue(name))?;
@@ -348,6 +367,9 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
             3 => f.intent_delay = v,
             _ => f.io_timeout = v,
         }
+    }
+    if f.no_intent && seen[3] {
+        return Err(TableError::IntentDelayWithoutLog);
     }
     Ok(f)
 }
@@ -504,6 +526,7 @@ mod tests {
                 probe_interval: 30,
                 intent_delay: 250,
                 io_timeout: 500,
+                no_intent: false,
             }
         );
         assert_eq!(all.intent_delay_ms(), 250);
@@ -561,6 +584,20 @@ mod tests {
         assert_eq!(
             f(&["2", "io_timeout", "0"]).unwrap(),
             Features::default()
+        );
+        let ni = f(&["2", "nointent", "nosync"]).unwrap();
+        assert!(ni.no_intent && ni.nosync);
+        let mut printed = std::string::String::new();
+        ni.write(&mut printed).unwrap();
+        assert_eq!(printed, " nosync nointent");
+        assert_eq!(ni.nr_words(), 2);
+        assert_eq!(
+            f(&["3", "nointent", "intent_delay", "10"]).unwrap_err().to_string(),
+            "intent_delay with nointent: there is no write-intent log to delay"
+        );
+        assert_eq!(
+            f(&["2", "nointent", "nointent"]),
+            Err(TableError::RepeatedFeature("nointent"))
         );
         assert_eq!(
             f(&["2", "recovery_rate", "99999999999999999999"])

@@ -14,6 +14,14 @@ py_start
 L=$RAM_SECTORS R=128   # 1024 regions of 64 KiB
 w() { dd if=/dev/urandom of="/dev/mapper/$1" bs=64k seek="$2" count="$3" oflag=direct status=none || fail "host write failed"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# wait_no_late <dev>: until the late I/Os (of every table) are done.
+wait_no_late() {
+	for _ in $(seq 150); do
+		[ "$(stat_of "$1" late_ios)" = 0 ] && return 0
+		sleep 0.2
+	done
+	fail "$1: late I/Os left: $(stat_of "$1" late_ios)"
+}
 
 step "table line: io_timeout is kept, and its range checked"
 linear_over s /dev/ram2
@@ -41,17 +49,26 @@ dmesg | grep -q "device-mapper: fracture: leg 1 failed a write within io_timeout
 logged=$(logged_regions /dev/ram0 1)
 is_subset "$(seq -s ' ' 100 115)" "$logged" || fail "regions written while cut are not all logged: $logged"
 
-step "rejoin copies nothing while the late writes are outstanding"
+step "while the late writes are outstanding: no rejoin, not even by a table reload"
+dmesg -C
+dmsetup message it 0 rejoin 1 2>/dev/null && fail "rejoin accepted with late I/O outstanding"
+dmesg | grep -q "leg 1 has [0-9]* late I/Os" || fail "no log line for the refused rejoin"
+dmsetup load it --table "$(dmsetup table it)"
+dmsetup resume it &   # swaps the tables, then waits for the old one's late I/O
+resumer=$!
+sleep 3
+kill -0 "$resumer" 2>/dev/null || fail "the old table went away with a late I/O outstanding"
+assert_eq "AF" "$(health_of it)" "health under the new table"
+dmesg | grep -q "resume: legs 0x2 still have late I/Os: not rejoined" || fail "the new table rejoined the leg"
+[ "$(stat_of it late_ios)" -ge 1 ] || fail "the new table does not see the late I/O"
+assert_eq 0 "$(stat_of it regions_copied)" "regions copied with late I/O outstanding"
+dmsetup resume s    # the link is back: the late writes complete
+wait "$resumer" || fail "resume failed"
+wait_no_late it
 dmsetup message it 0 rejoin 1
-sleep 1
-assert_eq "AR" "$(health_of it)" "health after rejoin"
-assert_eq 0 "$(stat_of it regions_copied)" "regions copied before the late write completed"
-dmsetup resume s    # the link is back: the late write completes
 wait_health it AA 30
-assert_eq 0 "$(stat_of it late_ios)" "late I/Os after the link came back"
 dmsetup remove it
 legs_identical $L /dev/ram1 /dev/ram2
-
 dmsetup remove s
 
 # Flushes reach a leg only if it has a volatile write cache: from here the
@@ -72,6 +89,7 @@ dmesg | grep -q "leg 1 failed a flush within io_timeout: fractured" || fail "no 
 logged=$(logged_regions /dev/ram0 1)
 assert_eq "200 201 202 203" "$logged" "regions logged by the timed-out flush"
 dmsetup resume s
+wait_no_late fl
 dmsetup message fl 0 rejoin 1
 wait_health fl AA 30
 dmsetup remove fl
@@ -87,6 +105,7 @@ dmesg | grep -q "leg 1 failed a flush within io_timeout: fractured" || fail "no 
 logged=$(logged_regions /dev/ram0 1)
 is_subset "300 301" "$logged" || fail "regions not logged when the settle flush timed out: $logged"
 dmsetup resume s
+wait_no_late st
 dmsetup message st 0 rejoin 1
 wait_health st AA 30
 dmsetup remove st
@@ -146,11 +165,7 @@ echo "20 writes with the link cut took ${t} ms"
 assert_eq "AF" "$(health_of nb)" "health with the link cut"
 [ "$(stat_of nb late_ios)" -ge 1 ] || fail "no late I/O with the link cut"
 kill -CONT "$proxy"   # the link is back
-for _ in $(seq 100); do
-	[ "$(stat_of nb late_ios)" = 0 ] && break
-	sleep 0.2
-done
-assert_eq 0 "$(stat_of nb late_ios)" "late I/Os once the link is back"
+wait_no_late nb
 dmsetup message nb 0 rejoin 1
 wait_health nb AA 60
 dmsetup remove nb
