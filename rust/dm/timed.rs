@@ -19,7 +19,8 @@
 //!
 //! Allocations do not wait (`GFP_NOWAIT`): a late bio holds its set's
 //! reserves until the device answers, so waiting on them could wait
-//! forever. A copy that cannot be made is reported as failed.
+//! forever. A copy that cannot be allocated counts as timed out (it could
+//! not be sent in time).
 
 use super::bindings;
 use super::bio::BioSet;
@@ -297,6 +298,13 @@ impl TimedSet {
         Ok(Self { inner })
     }
 
+    /// Whether a bio of this set is in flight or late: a device that
+    /// becomes the primary gets its writes timed until none is, so that
+    /// none lands after a newer write.
+    pub fn busy(&self) -> bool {
+        self.inner.live.load(Ordering::Acquire) != 0
+    }
+
     /// Bios that ever timed out.
     pub fn timeouts(&self) -> u64 {
         self.inner.timeouts.load(Ordering::Relaxed)
@@ -306,9 +314,9 @@ impl TimedSet {
     /// `src` to `dev` at `sector` (same operation, flags and length; a
     /// write's data copied). `report(ctx, index, _)` is called once with
     /// its outcome, possibly before this returns. Returns the outcome to
-    /// count instead, having sent and reported nothing, if the copy cannot
-    /// be made (`Failed`) or the device has late I/O (`TimedOut`: it is
-    /// not answering).
+    /// count instead, having sent and reported nothing, if the device has
+    /// late I/O or the copy cannot be allocated without waiting
+    /// (`TimedOut`: it cannot be sent in time), or is too long (`Failed`).
     ///
     /// # Safety
     ///
@@ -382,7 +390,7 @@ impl TimedSet {
             bindings::bio_alloc_bioset(dev.raw_bdev(), nr_pages as u16, opf, bindings::GFP_NOWAIT, inner.bs.raw())
         };
         let Some(bio) = NonNull::new(bio) else {
-            return Err(Outcome::Failed);
+            return Err(Outcome::TimedOut);
         };
         let b = bio.as_ptr();
         if let Some(src) = data {
@@ -403,7 +411,7 @@ impl TimedSet {
                         bindings::fracture_bio_free_pages(b, pool);
                         bindings::bio_put(b);
                     }
-                    return Err(Outcome::Failed);
+                    return Err(Outcome::TimedOut);
                 }
                 left -= len;
             }

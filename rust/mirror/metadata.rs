@@ -1034,6 +1034,27 @@ impl Shared {
         cleared
     }
 
+    /// `nointent`: sets, in the bitmaps of the legs in `legs` (just
+    /// fractured), every region a host write may be in flight to: such a
+    /// write may have been sent to them before, and may complete there
+    /// after a flush meant to make what they took durable (with the log,
+    /// its intent bit covers it). Conservative: a region sharing an
+    /// in-flight counter with a busy one is set too. A write counts itself
+    /// in flight before it reads which legs are fractured, so one that was
+    /// sent to these legs is seen here unless it completed. The caller
+    /// commits.
+    pub(crate) fn mark_in_flight(&self, legs: u32) {
+        if legs == 0 {
+            return;
+        }
+        // The lock per region found, not over the whole scan.
+        for r in (0..self.geometry.nr_regions()).filter(|&r| self.intent.busy(r)) {
+            let range = self.geometry.sectors_of(r);
+            let mut st = self.state.lock();
+            self.set_bits(&mut st, legs, range.start, range.end - range.start);
+        }
+    }
+
     /// Whether the table keeps no write-intent log (`nointent`).
     pub(crate) fn no_intent(&self) -> bool {
         self.no_intent
@@ -1185,6 +1206,12 @@ impl Shared {
         for leg in legs_of(legs & self.all_legs()) {
             if st.sb.leg(leg).state == LegState::Recovering {
                 changed |= self.fracture_locked(&mut st, leg, false);
+                if self.no_intent {
+                    // Host writes it took since its last good flush are
+                    // covered by no intent bit: every region is marked.
+                    self.fill_leg_locked(&mut st, leg);
+                    crate::dm_warn!("leg {} fractured with every region out of sync (nointent)", leg);
+                }
             }
         }
         changed

@@ -193,9 +193,15 @@ fn leg_targets(legs: &[Leg], mask: u32, timed: u32) -> impl Iterator<Item = FanT
 
 /// Legs that receive a write: those not in `logged` (the fractured ones,
 /// whose bitmaps record the write instead). Every one but the primary
-/// gets it timed (`io_timeout`).
+/// gets it timed (`io_timeout`); the primary too while timed copies sent
+/// to it as a secondary (before a failover or switchover) are in flight
+/// or late: an untimed write must not be overtaken by one of them, and a
+/// timed one is refused while one is late.
 fn write_targets(legs: &[Leg], logged: u32, primary: u32) -> impl Iterator<Item = FanTarget<'_>> {
-    leg_targets(legs, !logged, !(1u32 << primary))
+    let p = legs.get(primary as usize);
+    let p_timed = p.is_some_and(|l| l.timed.as_ref().is_some_and(|t| t.busy() || l.late() != 0));
+    let untimed = if p_timed { 0 } else { 1u32 << primary };
+    leg_targets(legs, !logged, !untimed)
 }
 
 /// Sends a write to its legs: discard only to legs that support it
@@ -261,6 +267,8 @@ fn flush_legs(shared: &Shared, legs: &[Leg]) -> Result {
 /// flush does not work gets every region marked. Sleeps.
 fn flush_fractured(shared: &Shared, legs: &[Leg], fractured: u32) {
     let logged = shared.logged.load(Ordering::SeqCst);
+    // Writes still in flight to them are not covered by the flush.
+    shared.mark_in_flight(fractured & logged);
     for leg in legs_of(fractured & logged) {
         if legs[leg as usize].flush() != Outcome::Ok {
             shared.note_failed(1 << leg);
@@ -725,6 +733,11 @@ impl Target for Fracture {
                 // flush fails, any earlier write may be lost: every region
                 // is marked. If it only times out, the regions with
                 // writes in flight (the intent bits) are marked already.
+                // Without the log, the regions of writes in flight (they
+                // may complete after the flush) are marked first.
+                if self.shared.no_intent() {
+                    self.shared.mark_in_flight(1 << leg);
+                }
                 match self.legs[leg as usize].flush() {
                     Outcome::Ok => {}
                     // Without an intent log nothing marks what it may not
