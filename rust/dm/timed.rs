@@ -107,6 +107,11 @@ pub fn late_ios(dev: DevT) -> u32 {
 /// Called exactly once per timed bio with its outcome, from any context
 /// (interrupt, softirq, the sender's); must not sleep. `ctx` and `index` are
 /// what the sender gave [`TimedSet::submit`].
+///
+/// # Safety
+///
+/// Callers pass the `ctx` and `index` given with the function, once; the
+/// sender keeps `ctx` valid until then.
 pub(crate) type Report = unsafe fn(ctx: *mut c_void, index: u32, outcome: Outcome);
 
 /// [`Record::state`]: sent, nothing reported yet.

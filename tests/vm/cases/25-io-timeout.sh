@@ -14,6 +14,14 @@ py_start
 L=$RAM_SECTORS R=128   # 1024 regions of 64 KiB
 w() { dd if=/dev/urandom of="/dev/mapper/$1" bs=64k seek="$2" count="$3" oflag=direct status=none || fail "host write failed"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# timed_w <dev> <seek> <count> <what>: w, timed into $t (ms), and said.
+timed_w() {
+	local t0
+	t0=$(now_ms)
+	w "$1" "$2" "$3"
+	t=$(($(now_ms) - t0))
+	echo "$3 writes $4 took ${t} ms"
+}
 # wait_no_late <dev>: until the late I/Os (of every table) are done.
 wait_no_late() {
 	for _ in $(seq 150); do
@@ -35,10 +43,7 @@ step "a leg that stops answering is fractured after io_timeout; host writes go o
 w it 0 8
 assert_eq "AA" "$(health_of it)" "health before the cut"
 dmsetup suspend s   # the link is cut: I/O to the leg waits
-t0=$(now_ms)
-w it 100 16         # regions 100..115
-t=$(($(now_ms) - t0))
-echo "16 writes with the leg cut took ${t} ms"
+timed_w it 100 16 "with the leg cut"   # regions 100..115
 [ "$t" -ge 350 ] || fail "the writes did not wait for io_timeout (${t} ms)"
 [ "$t" -lt 10000 ] || fail "the writes waited for the cut leg (${t} ms)"
 assert_eq "AF" "$(health_of it)" "health after the timeout"
@@ -148,19 +153,13 @@ for _ in $(seq 50); do
 done
 [ "$(sectors /dev/nbd0)" = "$L" ] || fail "nbd0 has $(sectors /dev/nbd0) sectors, not $L"
 create nb "0 $L fracture /dev/ram4 $R 2 /dev/ram5 /dev/nbd0 3 nosync io_timeout 1000"
-t0=$(now_ms)
-w nb 0 50
-t=$(($(now_ms) - t0))
-echo "50 writes over the 5 ms link took ${t} ms"
+timed_w nb 0 50 "over the 5 ms link"
 [ "$t" -ge 500 ] || fail "the link has no delay (${t} ms for 50 synchronous writes)"
 assert_eq "AA" "$(health_of nb)" "health over the slow link"
 assert_eq 0 "$(stat_of nb io_timeouts)" "timeouts over the slow link"
 legs_identical $L /dev/ram5 /dev/nbd0
 kill -STOP "$proxy"   # the link is cut
-t0=$(now_ms)
-w nb 500 20
-t=$(($(now_ms) - t0))
-echo "20 writes with the link cut took ${t} ms"
+timed_w nb 500 20 "with the link cut"
 [ "$t" -lt 15000 ] || fail "the writes waited for the cut link (${t} ms)"
 assert_eq "AF" "$(health_of nb)" "health with the link cut"
 [ "$(stat_of nb late_ios)" -ge 1 ] || fail "no late I/O with the link cut"
