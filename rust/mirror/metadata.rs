@@ -34,7 +34,7 @@ use crate::dm::device::Dev;
 use crate::dm::io::{random_bytes, Block, IoClient};
 use crate::dm::target::{BioStack, CtrError, EventRaiser};
 use crate::format::{
-    bit_position, clear_bit, count_ones, fill, is_zero, next_set_bit, padding_clear, payload,
+    bit_position, clear_bit, count_ones, fill, format_block, is_zero, next_set_bit, padding_clear, payload,
     payload_mut, seal, set_bit, test_bit, verify, BlockType, Layout, LegState, PrimaryCheck,
     Superblock, BITS_PER_BLOCK, FLAG_CLEAN, SECTORS_PER_BLOCK,
 };
@@ -295,7 +295,7 @@ impl Shared {
             if !nosync {
                 sb.start_initial_sync();
             }
-            format(&io, &dev, &layout, &sb, &geometry, &mut buf)?;
+            format(&io, &dev, &layout, &sb, &mut buf)?;
             crate::dm_info!(
                 "formatted metadata device {}: {} regions of {} sectors, {} legs{}",
                 dev.name(),
@@ -1594,7 +1594,6 @@ fn format(
     dev: &Dev,
     layout: &Layout,
     sb: &Superblock,
-    geometry: &Geometry,
     buf: &mut Block,
 ) -> Result<(), CtrError> {
     let err = |e: Error| {
@@ -1604,22 +1603,11 @@ fn format(
             errno: e,
         }
     };
-    for leg in 0..sb.nr_legs {
-        for idx in 0..layout.bitmap_blocks() {
-            let nr = layout.fracture_block(leg, idx);
-            buf.bytes_mut().fill(0);
-            if sb.leg(leg).state == LegState::Recovering {
-                fill(payload_mut(buf.bytes_mut()), idx, geometry.nr_regions());
-            }
-            seal(buf.bytes_mut(), BlockType::FractureBitmap, nr, &sb.uuid);
-            io.write(dev, nr * SECTORS_PER_BLOCK, buf, true)
-                .map_err(err)?;
+    for nr in 1..layout.total_blocks() {
+        // Every block number below total_blocks() is in the layout.
+        if format_block(sb, nr, buf.bytes_mut()).is_none() {
+            return Err(err(EINVAL));
         }
-    }
-    for idx in 0..layout.bitmap_blocks() {
-        let nr = layout.intent_block(idx);
-        buf.bytes_mut().fill(0);
-        seal(buf.bytes_mut(), BlockType::IntentBitmap, nr, &sb.uuid);
         io.write(dev, nr * SECTORS_PER_BLOCK, buf, true)
             .map_err(err)?;
     }

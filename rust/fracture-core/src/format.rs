@@ -496,7 +496,7 @@ pub fn next_set_bit(payload: &[u8], from: usize) -> Option<usize> {
     byte += 1;
     // Whole words while aligned, for the common long runs of zeros.
     while byte < payload.len() {
-        if byte % 8 == 0 && byte + 8 <= payload.len() {
+        if byte & 7 == 0 && byte + 8 <= payload.len() {
             let mut w = [0u8; 8];
             w.copy_from_slice(&payload[byte..byte + 8]);
             let w = u64::from_le_bytes(w);
@@ -532,6 +532,34 @@ pub fn fill(payload: &mut [u8], index: u64, nr_regions: u64) {
     for bit in (n / 8) * 8..n {
         set_bit(payload, bit);
     }
+}
+
+/// The contents of block `block_nr` (1 .. `layout.total_blocks()`) of a
+/// freshly formatted metadata device described by `sb`: a recovering leg's
+/// fracture bitmap has every region set (initial sync), every other bitmap
+/// is empty. Formatting writes these blocks first and the superblock
+/// (`sb.encode`) last, so that a device cut half way is still "all zero" at
+/// block 0. Returns the block's type, or `None` for a block number outside
+/// the layout (nothing written to `block`).
+pub fn format_block(sb: &Superblock, block_nr: u64, block: &mut [u8]) -> Option<BlockType> {
+    let layout = sb.layout();
+    let per_leg = layout.bitmap_blocks();
+    if block_nr == 0 || block_nr >= layout.total_blocks() || block.len() != BLOCK_SIZE {
+        return None;
+    }
+    let which = (block_nr - 1) / per_leg;
+    let idx = (block_nr - 1) % per_leg;
+    block.fill(0);
+    let kind = if which < u64::from(sb.nr_legs) {
+        if sb.leg(which as u32).state == LegState::Recovering {
+            fill(payload_mut(block), idx, sb.nr_regions);
+        }
+        BlockType::FractureBitmap
+    } else {
+        BlockType::IntentBitmap
+    };
+    seal(block, kind, block_nr, &sb.uuid);
+    Some(kind)
 }
 
 impl Superblock {
@@ -823,6 +851,28 @@ mod tests {
         s.leg_mut(2).generation = 4;
         s.commit = 42;
         s
+    }
+
+    #[test]
+    fn format_blocks_match_layout() {
+        let mut s = Superblock::new([3; 16], &geo(), 3);
+        s.start_initial_sync();
+        let l = s.layout();
+        let mut b = vec![0u8; BLOCK_SIZE];
+        assert_eq!(format_block(&s, 0, &mut b), None);
+        assert_eq!(format_block(&s, l.total_blocks(), &mut b), None);
+        for leg in 0..3 {
+            let nr = l.fracture_block(leg, 0);
+            assert_eq!(format_block(&s, nr, &mut b), Some(BlockType::FractureBitmap));
+            verify(&b, BlockType::FractureBitmap, nr, Some(&s.uuid)).unwrap();
+            let want = if leg == 0 { 0 } else { s.nr_regions };
+            assert_eq!(count_ones(payload(&b)), want);
+            assert!(padding_clear(payload(&b), 0, s.nr_regions));
+        }
+        let nr = l.intent_block(0);
+        assert_eq!(format_block(&s, nr, &mut b), Some(BlockType::IntentBitmap));
+        verify(&b, BlockType::IntentBitmap, nr, Some(&s.uuid)).unwrap();
+        assert_eq!(count_ones(payload(&b)), 0);
     }
 
     #[test]
