@@ -6,6 +6,7 @@
 #   make [KDIR=/path/to/rust-enabled/kernel/tree] [CLIPPY=1]
 #   make setup      install build and test dependencies (Debian 12, root)
 #   make kernel     build the cached debug test kernel
+#   make fracturectl build the userspace tool (target/release/fracturectl)
 #   make demo       show a mirror at work in a VM
 #   make check      host unit tests + VM suite on the debug kernel
 #   make bench      benchmarks in a VM on the non-debug kernel (not a test)
@@ -15,12 +16,15 @@ KDIR ?= $(shell scripts/kernel.sh path debug)
 LLVM ?= 1
 export LLVM
 
-.PHONY: all modules clean setup kernel check test-host test-vm demo bench crash-soak
+.PHONY: all modules fracturectl clean setup kernel check test-host test-vm demo bench crash-soak
 
 all: modules
 
 modules:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+fracturectl:
+	cargo build --release --locked -p fracturectl
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test dm-fracture has, from a bare Debian 12 machine: installs what is
 # missing, builds (or reuses) the cached debug kernel, then runs
-#   1. host unit tests of the shared crate (cargo test),
+#   1. host tests of the shared crate and fracturectl (cargo test), clippy,
 #   2. the module build with no warnings, also under clippy (CLIPPY=1),
 #   3. the source lint (no raw FFI outside rust/dm/, SAFETY comments),
 #   4. the VM suite on the debug kernel (tests/vm/run.sh).
@@ -28,6 +28,8 @@ if cargo test --workspace --locked 2>&1 | tee /tmp/fracture-cargo-test.log; then
 else
 	host_failed=1
 fi
+step "host: clippy of the shared crate and fracturectl (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings || host_failed=$((host_failed + 1))
 
 build_failed=0
 step "module build (no warnings allowed), then clippy"

@@ -13,7 +13,8 @@ if grep -rnE '^[[:space:]]*[^[:space:]/].*(\bunsafe\b|bindings::)' rust/mirror r
 	bad=1
 fi
 
-for f in $(find rust/dm -name '*.rs' ! -name 'bindings_generated.rs'); do
+# The userspace tool may call libc (poll, mknod): the same comment rules.
+for f in $(find rust/dm rust/fracturectl/src -name '*.rs' ! -name 'bindings_generated.rs'); do
 	awk -v F="$f" '
 		/\/\/ SAFETY:/ { last_safety = NR }
 		/# Safety/ { last_doc = NR }

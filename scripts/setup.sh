@@ -16,6 +16,7 @@ PKGS=(
 	qemu-system-x86 udev busybox-static
 	dmsetup lvm2 mdadm fio e2fsprogs util-linux
 	nbd-client qemu-utils
+	libdevmapper-dev pkg-config
 	python3-pip
 )
 
