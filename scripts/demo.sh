@@ -9,6 +9,7 @@ scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 KDIR=$(scripts/kernel.sh build debug)
 make -s KDIR="$KDIR"
+cargo build -q --locked -p fracturectl
 out=$(mktemp -d)
 echo "demo: booting a guest (about a minute under TCG)..."
 timeout --foreground 900 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 2G \

@@ -30,6 +30,9 @@ mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 mount -t configfs none /sys/kernel/config 2>/dev/null
 # udev is not running in the guest: dmsetup must create its nodes itself.
 export DM_DISABLE_UDEV=1
+# fracturectl, built on the host by run.sh.
+export PATH="$top/target/debug:$PATH"
+command -v fracturectl >/dev/null || { echo "fracturectl not built" >&2; exit 1; }
 
 passed=0 failed=0
 : >"$results/cases.log"
@@ -41,8 +44,20 @@ for case in "$vm"/cases/*.sh; do
 	t0=$(date +%s)
 	# A case may ask for more than 10 minutes with a "# vm-timeout: <s>" line.
 	limit=$(sed -n 's/^# vm-timeout: \([0-9]*\)$/\1/p' "$case")
+	export FRACTURE_METACHECK=/tmp/fracture-metacheck
+	rm -f "$FRACTURE_METACHECK" "$FRACTURE_METACHECK.skip"
 	timeout -k 5 "${limit:-600}" bash "$case" >"$log" 2>&1
 	rc=$?
+	# Teardown: remove the mirrors the case left, checking their metadata;
+	# then every metadata check of the case must have passed.
+	timeout -k 5 120 bash "$vm/teardown.sh" >>"$log" 2>&1
+	if [ -s "$FRACTURE_METACHECK" ]; then
+		echo "metadata checks: $(grep -c '^ok' "$FRACTURE_METACHECK") clean, $(grep -c '^skip' "$FRACTURE_METACHECK") skipped (broken on purpose), $(grep -c '^FAIL' "$FRACTURE_METACHECK") failed" >>"$log"
+		if grep '^FAIL' "$FRACTURE_METACHECK" >>"$log" && [ "$rc" = 0 ]; then
+			echo "fracturectl check failed after the case" >>"$log"
+			rc=98
+		fi
+	fi
 	secs=$(( $(date +%s) - t0 ))
 	dmesg >"$results/$name.dmesg"
 	cat "$results/$name.dmesg" >>"$results/dmesg.txt"

@@ -11,14 +11,66 @@ PYTHON=${FRACTURE_PYTHON:-python3}
 RAM_SECTORS=131072
 
 # udev in the guest may still hold a device open (blkid after a write)
-# when a case removes it: retry removals like LVM's tests do.
+# when a case removes it: retry removals like LVM's tests do. A removed
+# dm-fracture device has its metadata device checked with `fracturectl
+# check` at once (see meta_check), as the dm test suite runs thin_check
+# after every test.
 dmsetup() {
 	if [ "${1:-}" = remove ]; then
 		shift
-		command dmsetup remove --retry "$@"
+		# Mirrors first, one at a time, each checked before the devices
+		# under it (often named in the same command) go away.
+		local a meta opts=() others=()
+		for a in "$@"; do
+			[[ $a == -* ]] && opts+=("$a")
+		done
+		for a in "$@"; do
+			[[ $a == -* ]] && continue
+			meta=$(fracture_meta_of "$a")
+			if [ -z "$meta" ]; then
+				others+=("$a")
+				continue
+			fi
+			command dmsetup remove --retry "${opts[@]}" "$a" || return
+			meta_check "$meta"
+		done
+		[ "${#others[@]}" = 0 ] || command dmsetup remove --retry "${opts[@]}" "${others[@]}"
 	else
 		command dmsetup "$@"
 	fi
+}
+
+# fracture_meta_of <dm name>: the metadata device (major:minor) of a
+# dm-fracture device, nothing for any other device.
+fracture_meta_of() {
+	command dmsetup table "$1" 2>/dev/null | awk '$3 == "fracture" { print $4; exit }'
+}
+
+# meta_check <major:minor>: `fracturectl check` of a metadata device no
+# table uses any more; the result goes to $FRACTURE_METACHECK, which the
+# guest runner reads after the case (a failed check fails the case).
+meta_check() {
+	local devt=$1 out rc=0
+	[ -n "${FRACTURE_METACHECK:-}" ] || return 0
+	if grep -qx "$devt" "$FRACTURE_METACHECK.skip" 2>/dev/null; then
+		echo "skip $devt" >>"$FRACTURE_METACHECK"
+		sed -i "\|^$devt\$|d" "$FRACTURE_METACHECK.skip"
+		return 0
+	fi
+	out=$(fracturectl check -q "$devt" 2>&1) || rc=$?
+	if [ "$rc" = 0 ]; then
+		echo "ok $devt" >>"$FRACTURE_METACHECK"
+	else
+		echo "FAIL $devt (exit $rc): $(tr '\n' ' ' <<<"$out")" >>"$FRACTURE_METACHECK"
+	fi
+}
+
+# skip_meta_check <dev>: the case breaks this metadata device on purpose
+# (cut, erroring, corrupted): do not check it at the next removal of a
+# mirror on it (later mirrors on it are checked again).
+skip_meta_check() {
+	[ -n "${FRACTURE_METACHECK:-}" ] || return 0
+	devnum "$1" >>"$FRACTURE_METACHECK.skip"
 }
 
 fail() {

@@ -19,6 +19,8 @@ results=$(cd "$results" && pwd)
 
 [ -f "$KDIR/arch/x86/boot/bzImage" ] || { echo "run.sh: no kernel in $KDIR (make kernel)" >&2; exit 1; }
 [ -f "$top/dm_fracture.ko" ] || { echo "run.sh: dm_fracture.ko not built (make)" >&2; exit 1; }
+# The guest runs fracturectl from the host tree.
+(cd "$top" && cargo build -q --locked -p fracturectl) || { echo "run.sh: cannot build fracturectl" >&2; exit 1; }
 
 echo "vm: kernel $KDIR"
 echo "vm: results in $results"
@@ -39,11 +41,11 @@ echo "vm: guest ran $(( $(date +%s) - start ))s, exit $rc"
 # Persistence across a guest reboot: two boots sharing file-backed disks
 # (the RAM disks above do not survive one). Counted as two more cases: the
 # fracture log of a split leg, and a recovery interrupted by the reboot.
-reboot_ok=skip recovery_ok=skip
+reboot_ok=skip recovery_ok=skip activate_ok=skip
 if [ -z "$pattern" ] || [[ reboot == *$pattern* ]]; then
-	reboot_ok=fail recovery_ok=fail
+	reboot_ok=fail recovery_ok=fail activate_ok=fail
 	imgs=()
-	for i in 0 1 2 3 4 5; do
+	for i in 0 1 2 3 4 5 6 7 8; do
 		img="$results/disk$i.img"
 		rm -f "$img"
 		truncate -s 32M "$img"
@@ -79,6 +81,19 @@ if [ -z "$pattern" ] || [[ reboot == *$pattern* ]]; then
 	else
 		echo "FAIL reboot-mid-recovery" | tee -a "$results/cases.log"
 		for f in reboot-rc-logged-1 reboot-rc-status-1 reboot-rc-status-2 reboot-rc-end reboot-rc-cmp; do
+			echo "    | $f: $(cat "$results/$f" 2>/dev/null)"
+		done
+	fi
+	# ra: the state before the reboot (uuid, health, dirty, data) is what
+	# activate brought back; then resynced, identical, metadata clean.
+	if [ -s "$results/reboot-ra-1" ] && cmp -s "$results/reboot-ra-1" "$results/reboot-ra-2" &&
+		grep -q " AF [1-9]" "$results/reboot-ra-1" &&
+		[ "$(tr '\n' ' ' <"$results/reboot-ra-cmp" 2>/dev/null)" = "same clean " ]; then
+		activate_ok=ok
+		echo "ok   reboot-activate (fracturectl activate --all after a reboot, $(cat "$results/reboot-ra-lvs"), state '$(head -n1 "$results/reboot-ra-2")' as before, resynced, legs identical, check clean)" | tee -a "$results/cases.log"
+	else
+		echo "FAIL reboot-activate" | tee -a "$results/cases.log"
+		for f in reboot-ra-1 reboot-ra-2 reboot-ra-lvs reboot-ra-activate reboot-ra-cmp reboot-ra-check; do
 			echo "    | $f: $(cat "$results/$f" 2>/dev/null)"
 		done
 	fi
@@ -132,7 +147,7 @@ passed=0 failed=0
 if [ -f "$results/summary" ]; then
 	read -r passed failed <"$results/summary"
 fi
-for r in "$reboot_ok" "$recovery_ok" "$crash_ok"; do
+for r in "$reboot_ok" "$recovery_ok" "$activate_ok" "$crash_ok"; do
 	case $r in
 		ok) passed=$((passed + 1)) ;;
 		fail) failed=$((failed + 1)) ;;
