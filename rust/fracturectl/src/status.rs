@@ -63,7 +63,7 @@ pub struct Options {
     pub recovery_rate: u64,
     /// Seconds, 0 = off.
     pub probe_interval: u64,
-    /// Milliseconds, the value in effect.
+    /// Milliseconds, the value in effect (0 with `nointent`).
     pub intent_delay: u64,
     /// Milliseconds, 0 = off.
     pub io_timeout: u64,
@@ -236,7 +236,11 @@ pub fn parse(
         options: Options {
             recovery_rate: t.features.recovery_rate,
             probe_interval: t.features.probe_interval,
-            intent_delay: t.features.intent_delay_ms(),
+            intent_delay: if t.features.no_intent {
+                0
+            } else {
+                t.features.intent_delay_ms()
+            },
             io_timeout: t.features.io_timeout,
             nointent: t.features.no_intent,
         },

@@ -213,6 +213,26 @@ pub fn run(a: Args) -> Result<i32> {
                     sb.nr_regions
                 );
             }
+            // If this mirror's activation file is known, the legs must be
+            // the ones it recorded.
+            let dir = config::dir(a.config_dir.as_deref());
+            let uuid_s = metadata::uuid_string(&sb.uuid);
+            for n in Config::names(&dir).unwrap_or_default() {
+                let Ok(c) = Config::load(&dir, &n) else { continue };
+                if c.uuid != uuid_s {
+                    continue;
+                }
+                for (i, (l, want)) in legs.iter().zip(&c.leg_ids).enumerate() {
+                    let have = device::identity(l).unwrap_or_default();
+                    if !want.is_empty() && &have != want {
+                        bail!(
+                            "{} holds the metadata of mirror {n} ({uuid_s}), whose leg {i} was {want}; {} is not that device",
+                            a.metadata,
+                            l.given
+                        );
+                    }
+                }
+            }
             sb.check_table(&geometry, nr_legs as u32).map_err(|e| {
                 Error::new(format!(
                     "{} holds the metadata of another mirror ({}): {e}; use another device, or `fracturectl format --force` to discard it",
