@@ -184,6 +184,11 @@ pub(crate) struct Shared {
     pub(crate) deferred: BioStack<Fracture>,
     /// Reads that failed on a leg, for the read-retry thread.
     pub(crate) failed_reads: BioStack<Fracture>,
+    /// The region the recovery thread is comparing across legs (`verify`),
+    /// [`NO_REGION`] if none.
+    verify_region: AtomicU64,
+    /// A host write of `verify_region` started during the comparison.
+    verify_raced: AtomicBool,
     layout: Layout,
     geometry: Geometry,
     nr_legs: u32,
@@ -191,6 +196,9 @@ pub(crate) struct Shared {
     io: IoClient,
     events: EventRaiser,
 }
+
+/// No region (for [`Shared::verify_region`]).
+const NO_REGION: u64 = u64::MAX;
 
 /// Why writes cannot be logged.
 pub(crate) struct MetadataFailed;
@@ -359,6 +367,8 @@ impl Shared {
                 pending_failures: AtomicU32::new(0),
                 deferred: BioStack::default(),
                 failed_reads: BioStack::default(),
+                verify_region: AtomicU64::new(NO_REGION),
+                verify_raced: AtomicBool::new(false),
                 layout,
                 geometry,
                 nr_legs,
@@ -876,6 +886,13 @@ impl Shared {
     ) -> Result<WriteStart, MetadataFailed> {
         let regions = self.geometry.regions_of(sector, sectors);
         let mut durable = self.intent.start_write(regions.clone());
+        // Ordering with [`Shared::verify_begin`]: counted in flight before
+        // the region being verified is read (both `SeqCst`): either the
+        // verify sees the write in flight, or the write sees the region.
+        let v = self.verify_region.load(Ordering::SeqCst);
+        if v != NO_REGION && regions.contains(&v) {
+            self.verify_raced.store(true, Ordering::SeqCst);
+        }
         if !durable && self.no_intent {
             // No intent log: nothing to mark (the clean flag, cleared while
             // the table runs, covers every region).
@@ -1442,6 +1459,71 @@ impl Shared {
     /// A leg to retry a read on: in sync, not in `tried`.
     pub(crate) fn read_source(&self, tried: u32) -> Option<u32> {
         self.state.lock().sb.source_candidate(tried)
+    }
+
+    /// The recovery thread is about to compare `region` across the legs
+    /// (`verify`). Returns whether no host write of it is in flight; one
+    /// that starts before [`Shared::verify_end`] is reported there.
+    pub(crate) fn verify_begin(&self, region: u64) -> bool {
+        self.verify_raced.store(false, Ordering::SeqCst);
+        self.verify_region.store(region, Ordering::SeqCst);
+        !self.intent.busy(region)
+    }
+
+    /// The comparison [`Shared::verify_begin`] started is over. Returns
+    /// whether no host write of the region started meanwhile (if one did,
+    /// the legs may have differed only for its moment: compare again).
+    pub(crate) fn verify_end(&self) -> bool {
+        self.verify_region.store(NO_REGION, Ordering::SeqCst);
+        !self.verify_raced.swap(false, Ordering::SeqCst)
+    }
+
+    /// In-sync secondaries among `legs` (the legs `verify` can compare).
+    pub(crate) fn in_sync_secondaries(&self, legs: u32) -> u32 {
+        let st = self.state.lock();
+        let p = st.sb.primary_leg;
+        (0..self.nr_legs)
+            .filter(|&l| {
+                legs & (1 << l) != 0 && l != p && st.sb.leg(l).state == LegState::InSync
+            })
+            .fold(0, |m, l| m | (1 << l))
+    }
+
+    /// The state of leg `leg`, and whether it is the primary.
+    pub(crate) fn leg_state(&self, leg: u32) -> (LegState, bool) {
+        let st = self.state.lock();
+        (st.sb.leg(leg).state, leg == st.sb.primary_leg)
+    }
+
+    /// Whether `region` is set in leg `leg`'s fracture bitmap.
+    pub(crate) fn region_dirty(&self, leg: u32, region: u64) -> bool {
+        let (idx, bit) = bit_position(region);
+        let b = (u64::from(leg) * self.layout.bitmap_blocks() + idx) as usize;
+        let st = self.state.lock();
+        st.blocks.get(b).is_some_and(|blk| test_bit(payload(blk.bytes()), bit))
+    }
+
+    /// `verify` found secondary `leg` different from the primary in
+    /// `region` (or could not read it there): the region is set in its
+    /// fracture bitmap. A leg still in sync is first split like by the
+    /// `fracture` message (never rejoined automatically): it must not
+    /// serve reads or take over as primary with the region wrong, and it
+    /// may be losing writes. `None` if the leg is neither in sync nor
+    /// fractured (it left the verify), else whether it changed state. The
+    /// caller flushes the leg if it changed state, and commits.
+    pub(crate) fn verify_mismatch(&self, leg: u32, region: u64) -> Option<bool> {
+        let mut st = self.state.lock();
+        if leg == st.sb.primary_leg {
+            return None;
+        }
+        let changed = match st.sb.leg(leg).state {
+            LegState::InSync => self.fracture_locked(&mut st, leg, true),
+            LegState::Fractured => false,
+            LegState::Recovering | LegState::Failed => return None,
+        };
+        let range = self.geometry.sectors_of(region);
+        self.set_bits(&mut st, 1 << leg, range.start, range.end - range.start);
+        Some(changed)
     }
 
     /// Splits secondary `leg` (in sync or recovering) on purpose. The

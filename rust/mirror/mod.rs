@@ -41,7 +41,7 @@ use kernel::c_str;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use metadata::{legs_of, Refused, Shared};
-use recovery::{recovery_thread, Recovery};
+use recovery::{recovery_thread, Recovery, VerifyRefused, VerifyState};
 
 /// Longest bio the target is given when `io_timeout` is set (dm core
 /// splits longer ones): a timed copy of a write holds its own pages, and
@@ -417,12 +417,32 @@ fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
     }
 }
 
+/// Why a device of the table line could not be opened, in words.
+fn open_error(e: Error) -> &'static str {
+    if e == ENOENT {
+        "no such file"
+    } else if e == ENOTBLK {
+        "not a block device"
+    } else if e == ENXIO || e == ENODEV {
+        "no such device"
+    } else if e == EBUSY {
+        "in use (held exclusively by something else)"
+    } else if e == EACCES || e == EPERM || e == EROFS {
+        "not writable"
+    } else if e == EINVAL {
+        "not a device path or major:minor"
+    } else {
+        "error"
+    }
+}
+
 /// Opens the table line's devices and checks them against each other.
 fn open_devices(ti: &mut TargetCtx<'_>, t: &TableArgs<'_>) -> Result<(Dev, KVec<Leg>), CtrError> {
     let metadata = ti.get_device(t.metadata).map_err(|e| {
         crate::dm_err!(
-            "cannot open metadata device '{}' (error {})",
+            "cannot open metadata device '{}': {} ({})",
             t.metadata,
+            open_error(e),
             e.to_errno()
         );
         CtrError {
@@ -434,9 +454,10 @@ fn open_devices(ti: &mut TargetCtx<'_>, t: &TableArgs<'_>) -> Result<(Dev, KVec<
     for (i, name) in t.legs().iter().enumerate() {
         let dev = ti.get_device(name).map_err(|e| {
             crate::dm_err!(
-                "cannot open leg {} device '{}' (error {})",
+                "cannot open leg {} device '{}': {} ({})",
                 i,
                 name,
+                open_error(e),
                 e.to_errno()
             );
             CtrError {
@@ -843,6 +864,58 @@ impl Target for Fracture {
                 self.recovery.kick(&self.rec_waker, 0);
                 Ok(())
             }
+            Message::Verify(leg) => {
+                let asked = leg.map_or((1u32 << self.nr_legs()) - 1, |l| 1 << l);
+                let legs = self.shared.in_sync_secondaries(asked);
+                if let Some(l) = leg.filter(|_| legs == 0) {
+                    let (state, primary) = self.shared.leg_state(l);
+                    if primary {
+                        crate::dm_err!(
+                            "cannot verify leg {}: it is the primary (verify compares the secondaries with it)",
+                            l
+                        );
+                    } else {
+                        crate::dm_err!(
+                            "cannot verify leg {}: it is {}, not in sync (recovery copies what it lacks)",
+                            l,
+                            state.name()
+                        );
+                    }
+                    return Err(EINVAL);
+                }
+                if legs == 0 {
+                    crate::dm_err!("cannot verify: no secondary is in sync");
+                    return Err(EINVAL);
+                }
+                let regions = self.shared.geometry().nr_regions();
+                match self.recovery.start_verify(&self.rec_waker, legs, regions) {
+                    Ok(()) => Ok(()),
+                    Err(VerifyRefused::Running(l)) => {
+                        crate::dm_err!(
+                            "a verify of legs {:#x} is running: wait for it, or stop it with `verify cancel`",
+                            l
+                        );
+                        Err(EBUSY)
+                    }
+                    Err(VerifyRefused::NotRunning) => Err(EINVAL),
+                }
+            }
+            Message::VerifyCancel => match self.recovery.cancel_verify(&self.rec_waker) {
+                Ok(p) => {
+                    crate::dm_info!(
+                        "verify of legs {:#x} cancelled: {} of {} leg-regions compared, {} differed (they stay marked out of sync)",
+                        p.legs,
+                        p.done,
+                        p.total,
+                        p.mismatches
+                    );
+                    Ok(())
+                }
+                Err(_) => {
+                    crate::dm_err!("no verify is running");
+                    Err(EINVAL)
+                }
+            },
             Message::Stats => {
                 let s = &self.shared.stats;
                 let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -979,7 +1052,7 @@ impl Fracture {
     }
 
     /// `<nr_legs> <health> <primary_leg> <in_sync>/<regions>... <intent_regions>
-    /// <recovery> <metadata_state>`.
+    /// <recovery> <metadata_state> <verify>`.
     fn status_info(&self, out: &mut Emitter<'_>) -> core::fmt::Result {
         let n = self.nr_legs();
         let regions = self.shared.geometry().nr_regions();
@@ -1027,7 +1100,23 @@ impl Fracture {
         } else {
             "rw"
         };
-        write!(out, " {}", meta)
+        write!(out, " {}", meta)?;
+        let v = self.recovery.verify_progress();
+        let state = match v.state {
+            VerifyState::None => return out.write_str(" -"),
+            VerifyState::Running => "verifying",
+            VerifyState::Done => "verified",
+            VerifyState::Cancelled => "cancelled",
+        };
+        write!(out, " {}:", state)?;
+        let mut first = true;
+        for i in 0..n {
+            if v.legs & (1 << i) != 0 {
+                write!(out, "{}{}", if first { "" } else { "," }, i)?;
+                first = false;
+            }
+        }
+        write!(out, ":{}/{}:{}:{}", v.done, v.total, v.mismatches, v.skipped)
     }
 
     /// The table line, devices as `major:minor`.

@@ -11,10 +11,14 @@
 //! with no copy in flight and everything committed; it resumes where the
 //! bitmaps say. The thread also probes legs fractured by a failure every
 //! `probe_interval` seconds and starts their recovery when a write works
-//! again.
+//! again, and runs the online `verify`: in-sync secondaries compared with
+//! the primary region by region, a region that differs set in the leg's
+//! fracture bitmap (the leg split), for a `rejoin` to copy.
 
 use super::metadata::{legs_of, Shared, COPY_SLOTS};
-use super::{late_legs, Leg};
+use crate::dm::io::MAX_BUFFER_BYTES;
+use crate::format::LegState;
+use super::{flush_fractured, late_legs, Leg};
 use crate::dm::device::Dev;
 use crate::dm::io::{Block, IoClient};
 use crate::dm::kcopyd::{CopyJob, Kcopyd};
@@ -23,8 +27,9 @@ use crate::rate::RateLimit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::new_condvar;
 use kernel::new_mutex;
+use kernel::new_spinlock;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex, SpinLock};
 
 /// Copies in flight while host writes are running (instead of
 /// [`COPY_SLOTS`]): recovery yields most of the legs' bandwidth to them.
@@ -36,6 +41,59 @@ const LATE_POLL_MS: u32 = 100;
 /// Pause after a pass over the bitmaps that cleared nothing (every copy
 /// raced with a host write), before the next.
 const IDLE_PASS_MS: u32 = 100;
+
+/// Bytes `verify` reads from each leg at a time.
+const VERIFY_CHUNK: usize = if MAX_BUFFER_BYTES < 64 * 1024 {
+    MAX_BUFFER_BYTES
+} else {
+    64 * 1024
+};
+
+/// Times `verify` compares a region again when host writes to it keep
+/// racing with the comparison, before it counts the region as skipped.
+const VERIFY_TRIES: u32 = 20;
+
+/// Pause before a region that raced with a host write is compared again.
+const VERIFY_RETRY_MS: u32 = 10;
+
+/// Where a `verify` stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VerifyState {
+    /// None since the table was loaded.
+    None,
+    /// Comparing.
+    Running,
+    /// Every region was looked at.
+    Done,
+    /// Stopped by `verify cancel`, a failover or a metadata failure.
+    Cancelled,
+}
+
+/// The current or last `verify`, as status shows it.
+#[derive(Clone, Copy)]
+pub(crate) struct VerifyProgress {
+    pub(crate) state: VerifyState,
+    /// Moves on with every `verify` started.
+    generation: u64,
+    /// The legs asked for.
+    pub(crate) legs: u32,
+    /// Leg-regions compared (one per leg and region).
+    pub(crate) done: u64,
+    /// Leg-regions to compare.
+    pub(crate) total: u64,
+    /// Leg-regions found different (or unreadable on the leg).
+    pub(crate) mismatches: u64,
+    /// Leg-regions not compared: host writes to them kept racing.
+    pub(crate) skipped: u64,
+}
+
+/// Why a `verify` cannot start or be cancelled.
+pub(crate) enum VerifyRefused {
+    /// One is running.
+    Running(u32),
+    /// None is running.
+    NotRunning,
+}
 
 /// State shared by the target and its recovery thread.
 #[pin_data]
@@ -62,8 +120,11 @@ pub(crate) struct Recovery {
     parked: Mutex<bool>,
     #[pin]
     parked_cv: CondVar,
-    /// For probes.
+    /// For probes and verify.
     io: IoClient,
+    /// The current or last `verify`.
+    #[pin]
+    verify: SpinLock<VerifyProgress>,
 }
 
 impl Recovery {
@@ -87,6 +148,18 @@ impl Recovery {
                 parked <- new_mutex!(false, "fracture_parked"),
                 parked_cv <- new_condvar!("fracture_parked"),
                 io,
+                verify <- new_spinlock!(
+                    VerifyProgress {
+                        state: VerifyState::None,
+                        generation: 0,
+                        legs: 0,
+                        done: 0,
+                        total: 0,
+                        mismatches: 0,
+                        skipped: 0,
+                    },
+                    "fracture_verify"
+                ),
             }),
             GFP_KERNEL,
         )
@@ -111,6 +184,47 @@ impl Recovery {
         self.paused.store(false, Ordering::SeqCst);
         self.resumes.fetch_add(1, Ordering::SeqCst);
         waker.wake();
+    }
+
+    /// Starts a `verify` of the in-sync secondaries `legs` (the thread
+    /// picks it up), over `nr_regions` regions each.
+    pub(crate) fn start_verify(&self, waker: &Waker, legs: u32, nr_regions: u64) -> Result<(), VerifyRefused> {
+        {
+            let mut v = self.verify.lock();
+            if v.state == VerifyState::Running {
+                return Err(VerifyRefused::Running(v.legs));
+            }
+            *v = VerifyProgress {
+                state: VerifyState::Running,
+                generation: v.generation + 1,
+                legs,
+                done: 0,
+                total: nr_regions * u64::from(legs.count_ones()),
+                mismatches: 0,
+                skipped: 0,
+            };
+        }
+        self.kick(waker, 0);
+        Ok(())
+    }
+
+    /// Stops the running `verify` (what it found so far stays marked).
+    pub(crate) fn cancel_verify(&self, waker: &Waker) -> Result<VerifyProgress, VerifyRefused> {
+        let p = {
+            let mut v = self.verify.lock();
+            if v.state != VerifyState::Running {
+                return Err(VerifyRefused::NotRunning);
+            }
+            v.state = VerifyState::Cancelled;
+            *v
+        };
+        self.kick(waker, 0);
+        Ok(p)
+    }
+
+    /// The current or last `verify`.
+    pub(crate) fn verify_progress(&self) -> VerifyProgress {
+        *self.verify.lock()
     }
 
     /// Looks at the legs again: a leg rejoined (its stall, if any, is
@@ -164,6 +278,27 @@ struct Worker<'a> {
     /// The primary when last looked at: a stall on its read errors ends
     /// when another leg takes over.
     primary: u32,
+    /// The `verify` being run, if any.
+    verify: Option<VerifyRun>,
+}
+
+/// The recovery thread's side of a running `verify`.
+struct VerifyRun {
+    /// [`VerifyProgress::generation`] of the verify.
+    generation: u64,
+    /// Legs still compared.
+    legs: u32,
+    /// Legs this verify split (they stay compared while fractured).
+    split: u32,
+    /// The primary when it started: a failover ends it.
+    primary: u32,
+    /// The next region.
+    cursor: u64,
+    /// Comparisons of `cursor` that raced with a host write.
+    tries: u32,
+    /// Read buffers: the primary's, a leg's.
+    ours: Block,
+    theirs: Block,
 }
 
 /// The thread function.
@@ -212,6 +347,7 @@ pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
         next_probe_ns: now.saturating_add(u64::from(r.probe_ms) * 1_000_000),
         probe_buf,
         primary: r.shared.primary(),
+        verify: None,
     };
     w.run(ctx);
     // Dropping `w` destroys the kcopyd client, which waits for every
@@ -274,7 +410,10 @@ impl<'a> Worker<'a> {
             if changed {
                 self.r.shared.raise_event();
             }
-            let timeout = self.issue();
+            let mut timeout = self.issue();
+            if let Some(ms) = self.verify_step() {
+                timeout = Some(timeout.map_or(ms, |t| t.min(ms)));
+            }
             ctx.wait(timeout, || {
                 self.any_done()
                     || self.r.kick.load(Ordering::SeqCst)
@@ -513,5 +652,231 @@ impl<'a> Worker<'a> {
             }
         }
         timeout
+    }
+
+    /// Does one step of a running `verify`: compares one region of the
+    /// legs with the primary's. Returns how long to sleep at most before
+    /// the next step (`None`: no verify running).
+    fn verify_step(&mut self) -> Option<u32> {
+        let r: &'a Recovery = self.r;
+        let shared = &r.shared;
+        let progress = r.verify_progress();
+        if progress.state != VerifyState::Running {
+            self.verify = None;
+            return None;
+        }
+        let nr_regions = shared.geometry().nr_regions();
+        let mut run = match self.verify.take() {
+            Some(run) if run.generation == progress.generation => run,
+            _ => {
+                let (Ok(ours), Ok(theirs)) = (Block::with_len(VERIFY_CHUNK), Block::with_len(VERIFY_CHUNK))
+                else {
+                    crate::dm_err!("verify: out of memory; verify stopped");
+                    self.end_verify(progress.generation, VerifyState::Cancelled);
+                    return None;
+                };
+                crate::dm_info!(
+                    "verify of legs {:#x} started: {} regions to compare with the primary's",
+                    progress.legs,
+                    nr_regions
+                );
+                VerifyRun {
+                    generation: progress.generation,
+                    legs: progress.legs,
+                    split: 0,
+                    primary: shared.primary(),
+                    cursor: 0,
+                    tries: 0,
+                    ours,
+                    theirs,
+                }
+            }
+        };
+        if shared.primary() != run.primary
+            || shared.primary_failed.load(Ordering::Acquire)
+            || shared.meta_failed.load(Ordering::Acquire)
+        {
+            crate::dm_warn!(
+                "verify: the primary failed or changed, or the metadata failed: verify stopped at region {}",
+                run.cursor
+            );
+            self.end_verify(run.generation, VerifyState::Cancelled);
+            return None;
+        }
+        // Legs still compared: in sync, or split by this verify and still
+        // fractured (their clear bits are compared on).
+        let keep = shared.in_sync_secondaries(run.legs)
+            | legs_of(run.split & run.legs)
+                .filter(|&l| shared.leg_state(l).0 == LegState::Fractured)
+                .fold(0, |m, l| m | (1 << l));
+        if keep != run.legs {
+            crate::dm_warn!(
+                "verify: legs {:#x} left sync (or were rejoined) at region {}: not compared further",
+                run.legs & !keep,
+                run.cursor
+            );
+            run.legs = keep;
+        }
+        if run.legs == 0 || run.cursor >= nr_regions {
+            let p = self.end_verify(run.generation, VerifyState::Done);
+            crate::dm_info!(
+                "verify of legs {:#x} done: {} of {} leg-regions compared, {} differed{}, {} skipped (host writes kept racing)",
+                p.legs,
+                p.done,
+                p.total,
+                p.mismatches,
+                if p.mismatches != 0 {
+                    " and are marked out of sync: `rejoin` the legs to copy them from the primary"
+                } else {
+                    ""
+                },
+                p.skipped
+            );
+            return None;
+        }
+        let region = run.cursor;
+        let range = shared.geometry().sectors_of(region);
+        let len = range.end - range.start;
+        // Regions already out of sync on a leg need no comparison.
+        let legs = legs_of(run.legs)
+            .filter(|&l| !shared.region_dirty(l, region))
+            .fold(0u32, |m, l| m | (1 << l));
+        let n = u64::from(legs.count_ones());
+        if n != 0 {
+            self.limiter.set_rate(r.rate.load(Ordering::Relaxed));
+            if let Err(wait_ns) = self.limiter.admit(now_ns(), len * 512 * n) {
+                self.verify = Some(run);
+                return Some(u32::try_from((wait_ns / 1_000_000).max(1)).unwrap_or(u32::MAX));
+            }
+        }
+        let mut differ = 0u32;
+        let mut unread = 0u32;
+        let mut primary_unread = false;
+        let quiet = n == 0 || shared.verify_begin(region);
+        if quiet && n != 0 {
+            let chunk = (VERIFY_CHUNK / 512) as u64;
+            let mut sector = range.start;
+            while sector < range.end && differ | unread != legs {
+                let count = chunk.min(range.end - sector);
+                let bytes = (count * 512) as usize;
+                let source = &r.legs[run.primary as usize].dev;
+                if r.io.read_part(source, sector, &mut run.ours, bytes).is_err() {
+                    primary_unread = true;
+                    break;
+                }
+                for leg in legs_of(legs & !(differ | unread)) {
+                    let dev = &r.legs[leg as usize].dev;
+                    if r.io.read_part(dev, sector, &mut run.theirs, bytes).is_err() {
+                        unread |= 1 << leg;
+                    } else if run.ours.bytes()[..bytes] != run.theirs.bytes()[..bytes] {
+                        differ |= 1 << leg;
+                    }
+                }
+                sector += count;
+            }
+        }
+        let raced = n != 0 && !(shared.verify_end() && quiet);
+        // Legs looked at for this region (those out of sync already too).
+        let considered = u64::from(run.legs.count_ones());
+        if primary_unread {
+            crate::dm_warn!(
+                "verify: the primary could not be read in region {}: region not compared",
+                region
+            );
+            self.count_verify(run.generation, 0, 0, considered);
+        } else if raced {
+            run.tries += 1;
+            if run.tries < VERIFY_TRIES {
+                // Compare again once the write is done.
+                self.verify = Some(run);
+                return Some(VERIFY_RETRY_MS);
+            }
+            self.count_verify(run.generation, 0, 0, considered);
+        } else {
+            let mut found = 0;
+            let mut split = 0;
+            for leg in legs_of(differ | unread) {
+                // A host write to the region of a split leg, done before
+                // the comparison began, set the bit after the look above:
+                // out of sync already, not a finding.
+                if shared.region_dirty(leg, region) {
+                    continue;
+                }
+                if unread & (1 << leg) != 0 {
+                    crate::dm_warn!(
+                        "verify: leg {} ({}) could not be read in region {}: marked out of sync",
+                        leg,
+                        r.legs[leg as usize].dev.name(),
+                        region
+                    );
+                }
+                match shared.verify_mismatch(leg, region) {
+                    Some(changed) => {
+                        found += 1;
+                        if changed {
+                            split |= 1 << leg;
+                        }
+                    }
+                    None => run.legs &= !(1 << leg),
+                }
+            }
+            for leg in legs_of(split) {
+                crate::dm_warn!(
+                    "verify: leg {} ({}) differs from the primary in region {}: leg split, the regions where it differs are marked out of sync (rejoin it to copy them)",
+                    leg,
+                    r.legs[leg as usize].dev.name(),
+                    region
+                );
+            }
+            if split != 0 {
+                // Like the `fracture` message: what the legs acknowledged
+                // so far must survive their power loss (if the flush
+                // fails, every region is marked).
+                flush_fractured(shared, &r.legs, split);
+                shared.fracture_noted();
+            }
+            run.split |= split;
+            if found != 0 && shared.commit().seq.is_none() {
+                crate::dm_err!(
+                    "verify: cannot write the regions found different to the metadata: verify stopped"
+                );
+                self.end_verify(run.generation, VerifyState::Cancelled);
+                return None;
+            }
+            if split != 0 {
+                shared.raise_event();
+            }
+            self.count_verify(run.generation, considered, found, 0);
+        }
+        run.cursor += 1;
+        run.tries = 0;
+        self.verify = Some(run);
+        Some(0)
+    }
+
+    /// Adds to the progress of verify `generation` (if it still runs).
+    fn count_verify(&self, generation: u64, done: u64, mismatches: u64, skipped: u64) {
+        let mut v = self.r.verify.lock();
+        if v.generation == generation && v.state == VerifyState::Running {
+            v.done += done;
+            v.mismatches += mismatches;
+            v.skipped += skipped;
+        }
+    }
+
+    /// Ends verify `generation` (if it still runs) in `state`; returns its
+    /// progress.
+    fn end_verify(&mut self, generation: u64, state: VerifyState) -> VerifyProgress {
+        self.verify = None;
+        let p = {
+            let mut v = self.r.verify.lock();
+            if v.generation == generation && v.state == VerifyState::Running {
+                v.state = state;
+            }
+            *v
+        };
+        // Not under the spinlock: raising an event takes a mutex.
+        self.r.shared.raise_event();
+        p
     }
 }

@@ -170,11 +170,19 @@ status_field() {
 	echo "${st[$2 + 2]:-}"
 }
 
-# The recovery field of the status line (second to last).
+# The recovery field of the status line (after the legs' in-sync counts
+# and the intent count).
 recovery_of() {
 	local st
 	status_words "$1"
-	[ "${#st[@]}" -lt 2 ] || echo "${st[${#st[@]} - 2]}"
+	[ "${#st[@]}" -lt 4 ] || echo "${st[${st[3]} + 7]:-}"
+}
+
+# The verify field of the status line (the last).
+verify_of() {
+	local st
+	status_words "$1"
+	[ "${#st[@]}" -lt 4 ] || echo "${st[${st[3]} + 9]:-}"
 }
 
 table_of() {

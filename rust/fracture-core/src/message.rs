@@ -21,10 +21,15 @@ pub enum Message {
     RecoveryRate(u64),
     /// `stats`: print the target's counters as the message's reply.
     Stats,
+    /// `verify [<leg>]`: compare an in-sync secondary (every in-sync
+    /// secondary if `None`) with the primary, region by region.
+    Verify(Option<u32>),
+    /// `verify cancel`: stop a running verify.
+    VerifyCancel,
 }
 
 /// The messages, for "unknown message" replies.
-pub const KNOWN: &str = "fracture, rejoin, rebuild, primary, recovery_rate, stats";
+pub const KNOWN: &str = "fracture, rejoin, rebuild, primary, recovery_rate, stats, verify";
 
 /// Why a message was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +111,12 @@ impl Message {
                 [] => Ok(Self::Stats),
                 _ => Err(MessageError::Usage("stats")),
             },
+            "verify" => match rest {
+                [] => Ok(Self::Verify(None)),
+                ["cancel"] => Ok(Self::VerifyCancel),
+                [leg] => Ok(Self::Verify(Some(leg_number(leg, nr_legs)?))),
+                _ => Err(MessageError::Usage("verify [<leg>|cancel]")),
+            },
             other => Err(MessageError::Unknown(other)),
         }
     }
@@ -186,6 +197,20 @@ mod tests {
                 })
             );
         }
+        assert_eq!(Message::parse(&["verify"], 3), Ok(Message::Verify(None)));
+        assert_eq!(Message::parse(&["verify", "2"], 3), Ok(Message::Verify(Some(2))));
+        assert_eq!(Message::parse(&["verify", "cancel"], 3), Ok(Message::VerifyCancel));
+        assert_eq!(
+            Message::parse(&["verify", "3"], 3),
+            Err(MessageError::BadLeg {
+                value: "3",
+                nr_legs: 3
+            })
+        );
+        assert_eq!(
+            Message::parse(&["verify", "1", "2"], 3),
+            Err(MessageError::Usage("verify [<leg>|cancel]"))
+        );
         assert_eq!(
             Message::parse(&["rejoin", "2"], 2).unwrap_err().to_string(),
             "invalid leg '2': legs are 0..1"

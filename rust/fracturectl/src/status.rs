@@ -56,6 +56,26 @@ pub struct Recovery {
     pub total: u64,
 }
 
+/// The current or last online verify (`dmsetup message <dev> 0 verify`).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Verify {
+    /// `none` (none since the table was loaded), `verifying`, `verified`
+    /// or `cancelled`.
+    pub state: String,
+    /// The legs compared with the primary.
+    pub legs: Vec<u32>,
+    /// Leg-regions compared (one per leg and region).
+    pub done: u64,
+    /// Leg-regions to compare.
+    pub total: u64,
+    /// Leg-regions found different from the primary (now marked out of
+    /// sync: a `rejoin` copies them).
+    pub mismatches: u64,
+    /// Leg-regions not compared (host writes kept racing, or the primary
+    /// could not be read).
+    pub skipped: u64,
+}
+
 /// Table options other than the devices.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Options {
@@ -98,6 +118,8 @@ pub struct Mirror {
     pub legs: Vec<Leg>,
     /// Recovery progress.
     pub recovery: Recovery,
+    /// The current or last online verify.
+    pub verify: Verify,
     /// Table options.
     pub options: Options,
     /// The dm event counter (moves on every leg state change).
@@ -149,7 +171,8 @@ pub fn parse(
     };
     let s: Vec<&str> = status.split_whitespace().collect();
     let nr_legs = t.legs().len();
-    if s.len() != nr_legs + 6 {
+    // A module older than `verify` has no verify field.
+    if s.len() != nr_legs + 6 && s.len() != nr_legs + 7 {
         return Err(bad("status line"));
     }
     if s[0].parse::<usize>().ok() != Some(nr_legs) {
@@ -220,6 +243,35 @@ pub fn parse(
             total: total.parse().map_err(|_| bad("recovery progress"))?,
         }
     };
+    let verify = match s.get(6 + nr_legs).copied() {
+        None | Some("-") => Verify {
+            state: "none".into(),
+            legs: vec![],
+            done: 0,
+            total: 0,
+            mismatches: 0,
+            skipped: 0,
+        },
+        Some(v) => {
+            let f: Vec<&str> = v.split(':').collect();
+            if f.len() != 5 || !["verifying", "verified", "cancelled"].contains(&f[0]) {
+                return Err(bad("verify field"));
+            }
+            let (done, total) = f[2].split_once('/').ok_or_else(|| bad("verify progress"))?;
+            let num = |x: &str| x.parse::<u64>().map_err(|_| bad("verify progress"));
+            Verify {
+                state: f[0].to_string(),
+                legs: f[1]
+                    .split(',')
+                    .map(|l| l.parse().map_err(|_| bad("verified leg")))
+                    .collect::<Result<_>>()?,
+                done: num(done)?,
+                total: num(total)?,
+                mismatches: num(f[3])?,
+                skipped: num(f[4])?,
+            }
+        }
+    };
     Ok(Mirror {
         version: JSON_VERSION,
         name: name.to_string(),
@@ -233,6 +285,7 @@ pub fn parse(
         primary_leg,
         legs,
         recovery,
+        verify,
         options: Options {
             recovery_rate: t.features.recovery_rate,
             probe_interval: t.features.probe_interval,
@@ -287,6 +340,31 @@ mod tests {
         assert!(!m.in_sync());
     }
 
+    #[test]
+    fn parses_the_verify_field() {
+        let p = |st: &str| parse("m0", 131072, "1:0 1024 2 1:1 1:2 0", st, 1, false);
+        // A module older than verify, and no verify since the load.
+        for st in ["2 AA 0 128/128 128/128 0 idle rw", "2 AA 0 128/128 128/128 0 idle rw -"] {
+            let m = p(st).unwrap();
+            assert_eq!(m.verify.state, "none");
+            assert!(m.verify.legs.is_empty());
+        }
+        let m = p("2 AF 0 128/128 125/128 0 idle rw verifying:1:40/128:3:2").unwrap();
+        assert_eq!(m.verify.state, "verifying");
+        assert_eq!(m.verify.legs, vec![1]);
+        assert_eq!((m.verify.done, m.verify.total, m.verify.mismatches, m.verify.skipped), (40, 128, 3, 2));
+        for bad in [
+            "2 AA 0 128/128 128/128 0 idle rw verifying",
+            "2 AA 0 128/128 128/128 0 idle rw checking:1:1/2:0:0",
+            "2 AA 0 128/128 128/128 0 idle rw verified:1:1/2:x:0",
+            "2 AA 0 128/128 128/128 0 idle rw verified:1:12:0:0",
+            "2 AA 0 128/128 128/128 0 idle rw verified:a:1/2:0:0",
+            "2 AA 0 128/128 128/128 0 idle rw - extra",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+
     /// The JSON shape is an interface: a change must be deliberate (and
     /// documented, and bump JSON_VERSION if incompatible).
     #[test]
@@ -295,7 +373,7 @@ mod tests {
             "m0",
             131072,
             "1:0 1024 3 1:1 1:2 1:3 3 recovery_rate 100 nointent",
-            "3 AFR 1 128/128 120/128 126/128 0 recovering:2:2/4 rw",
+            "3 AFR 1 128/128 120/128 126/128 0 recovering:2:2/4 rw verified:1:128/128:8:0",
             7,
             false,
         )

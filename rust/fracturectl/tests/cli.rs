@@ -6,8 +6,8 @@
 use std::process::Command;
 
 const COMMANDS: &[&str] = &[
-    "create", "remove", "status", "fracture", "rejoin", "rebuild", "primary", "wait", "monitor",
-    "activate", "dump", "check", "repair", "format",
+    "create", "remove", "status", "fracture", "rejoin", "rebuild", "primary", "verify", "wait",
+    "monitor", "activate", "dump", "check", "repair", "format",
 ];
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -58,6 +58,8 @@ fn usage_errors_exit_2_on_stderr() {
         &["create", "m0", "--metadata", "/dev/null", "--primary", "/dev/null"],
         &["fracture", "m0"],
         &["wait", "m0"],
+        &["verify", "m0", "1", "--cancel"],
+        &["verify", "m0", "--wait", "--cancel"],
         &["bogus"],
         &["activate"],
         &["activate", "m0", "--all"],

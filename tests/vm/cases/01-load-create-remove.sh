@@ -10,7 +10,7 @@ lsmod | grep -q '^dm_fracture' || fail "module not loaded by create"
 dmsetup targets | grep -E '^fracture +v[0-9]+\.[0-9]+\.[0-9]+' || fail "target not listed"
 
 step "status and table"
-assert_eq "2 AA 0 128/128 128/128 0 idle rw" "$(status_of m0)" "status"
+assert_eq "2 AA 0 128/128 128/128 0 idle rw -" "$(status_of m0)" "status"
 assert_eq "$(devnum /dev/ram0) 1024 2 $(devnum /dev/ram1) $(devnum /dev/ram2) 1 nosync" "$(table_of m0)" "table"
 assert_eq "$RAM_SECTORS" "$(sectors /dev/mapper/m0)" "size"
 

@@ -7,7 +7,7 @@ py_start   # the Python helpers in one process (logged_regions, legs_identical..
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
 linear_over s /dev/ram2
 create fx "$(fracture_table $L /dev/ram0 $R /dev/ram1 /dev/mapper/s)"
-assert_eq "2 AA 0 1024/1024 1024/1024 0 idle rw" "$(status_of fx)" "fresh status"
+assert_eq "2 AA 0 1024/1024 1024/1024 0 idle rw -" "$(status_of fx)" "fresh status"
 ev0=$(event_nr fx)
 
 step "secondary fails; writes at known places"

@@ -17,7 +17,7 @@ dmsetup resume fp
 bits=$(logged_regions /dev/ram0 1)
 assert_eq "0 9 136 253" "$bits" "logged regions"
 st=$(status_of fp)
-assert_eq "2 AF 0 256/256 252/256 0 idle rw" "$st" "status"
+assert_eq "2 AF 0 256/256 252/256 0 idle rw -" "$st" "status"
 
 step "table reload"
 dmsetup load fp --table "$table"

@@ -8,7 +8,7 @@
 py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
-intent_of() { dmsetup status "$1" | awk '{ print $(NF - 2) }'; }
+intent_of() { dmsetup status "$1" | awk '{ print $(NF - 3) }'; }
 w() { dd if=/dev/urandom of="/dev/mapper/$1" bs=512 seek="$2" count="$3" oflag=direct status=none || fail "write at $2"; }
 wipe /dev/ram0 /dev/ram1 /dev/ram2
 linear_over m /dev/ram0

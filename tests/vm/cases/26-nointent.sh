@@ -8,7 +8,7 @@
 py_start
 
 L=$RAM_SECTORS R=128   # 1024 regions of 64 KiB
-intent_of() { dmsetup status "$1" | awk '{ print $(NF - 2) }'; }
+intent_of() { dmsetup status "$1" | awk '{ print $(NF - 3) }'; }
 w() { dd if=/dev/urandom of="/dev/mapper/$1" bs=4k seek="$2" count="$3" oflag=direct status=none || fail "write at $2"; }
 # The superblock's flags word (bit 0: clean), read past the page cache.
 clean_flag() {

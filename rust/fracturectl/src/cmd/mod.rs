@@ -12,4 +12,5 @@ pub mod monitor;
 pub mod remove;
 pub mod repair;
 pub mod status;
+pub mod verify;
 pub mod wait;

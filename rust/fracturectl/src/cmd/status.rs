@@ -99,6 +99,30 @@ pub fn print(m: &Mirror, eta: Option<u64>) {
     } else {
         println!("  recovery idle");
     }
+    let v = &m.verify;
+    if v.state != "none" {
+        let legs: Vec<String> = v.legs.iter().map(u32::to_string).collect();
+        let pct = (v.done * 100).checked_div(v.total).unwrap_or(100);
+        println!(
+            "  verify {} (leg {}): {}/{} leg-regions compared ({}%), {} differed{}{}",
+            v.state,
+            legs.join(","),
+            v.done,
+            v.total,
+            pct,
+            v.mismatches,
+            if v.skipped != 0 {
+                format!(", {} skipped", v.skipped)
+            } else {
+                String::new()
+            },
+            if v.mismatches != 0 {
+                " (marked out of sync: rejoin the leg)"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// Runs the command; returns the exit code.
