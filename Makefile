@@ -11,12 +11,14 @@
 #   make check      host unit tests + VM suite on the debug kernel
 #   make bench      benchmarks in a VM on the non-debug kernel (not a test)
 #   make crash-soak crash consistency with POINTS guest crashes (default 100)
+#   make fuzz       fuzz the shared crate's decoders and parsers on the host,
+#                   EXECS inputs per target (default 1000000)
 
 KDIR ?= $(shell scripts/kernel.sh path debug)
 LLVM ?= 1
 export LLVM
 
-.PHONY: all modules fracturectl clean setup kernel check test-host test-vm demo bench crash-soak
+.PHONY: all modules fracturectl clean setup kernel check test-host test-vm demo bench crash-soak fuzz
 
 all: modules
 
@@ -56,3 +58,7 @@ POINTS ?= 100
 crash-soak: kernel
 	$(MAKE) modules
 	tests/vm/crash.sh $(POINTS)
+
+EXECS ?= 1000000
+fuzz:
+	scripts/fuzz.sh $(EXECS)

@@ -2,6 +2,7 @@
 # Every test dm-fracture has, from a bare Debian 12 machine: installs what is
 # missing, builds (or reuses) the cached debug kernel, then runs
 #   1. host tests of the shared crate and fracturectl (cargo test), clippy,
+#      fuzzing of the shared crate (scripts/fuzz.sh),
 #   2. the module build with no warnings, also under clippy (CLIPPY=1),
 #   3. the source lint (no raw FFI outside rust/dm/, SAFETY comments),
 #   4. the VM suite on the debug kernel (tests/vm/run.sh).
@@ -30,6 +31,11 @@ else
 fi
 step "host: clippy of the shared crate and fracturectl (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings || host_failed=$((host_failed + 1))
+
+fuzz_failed=0
+step "host: fuzzing of the shared crate (scripts/fuzz.sh, ${FUZZ_EXECS:-1000000} executions per target)"
+scripts/fuzz.sh "${FUZZ_EXECS:-1000000}" 2>&1 | tee /tmp/fracture-fuzz.log
+[ "${PIPESTATUS[0]}" = 0 ] || fuzz_failed=1
 
 build_failed=0
 step "module build (no warnings allowed), then clippy"
@@ -64,9 +70,10 @@ else
 fi
 
 passed=$((host_passed + vm_passed))
-failed=$((host_failed + build_failed + lint_failed + vm_failed))
+failed=$((host_failed + fuzz_failed + build_failed + lint_failed + vm_failed))
 step "summary"
 echo "host tests: $host_passed passed, $host_failed failed"
+echo "fuzz: $(tail -n1 /tmp/fracture-fuzz.log)"
 echo "build: $([ $build_failed = 0 ] && echo clean || echo FAILED)"
 echo "lint: $([ $lint_failed = 0 ] && echo clean || echo FAILED)"
 echo "VM cases: $vm_passed passed, $vm_failed failed"

@@ -12,6 +12,7 @@ SUDO=
 PKGS=(
 	linux-source-6.12
 	build-essential bc flex bison libelf-dev libssl-dev cpio kmod xz-utils zstd
+	g++ # builds libFuzzer (the libfuzzer-sys crate) for scripts/fuzz.sh
 	clang lld llvm libclang-dev
 	qemu-system-x86 udev busybox-static
 	dmsetup lvm2 mdadm fio e2fsprogs util-linux

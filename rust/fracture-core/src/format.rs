@@ -38,6 +38,11 @@ pub const VERSION: u32 = 1;
 /// Superblock flag: the target was shut down cleanly (no write in flight).
 pub const FLAG_CLEAN: u32 = 1;
 
+/// Largest event or commit count a superblock may carry. Both only ever
+/// move on by one, so a higher count was not written by this code, and
+/// incrementing it could overflow (a panic with overflow checks).
+pub const MAX_COUNT: u64 = u64::MAX >> 1;
+
 // Byte offsets inside blocks.
 const OFF_CSUM: usize = 0;
 const OFF_TYPE: usize = 4;
@@ -807,6 +812,12 @@ impl Superblock {
             leg.generation = get_u64(block, off + 8);
         }
         let event = get_u64(block, SB_EVENT);
+        let commit = get_u64(block, SB_COMMIT);
+        if event > MAX_COUNT || commit > MAX_COUNT {
+            return Err(FormatError::Inconsistent(
+                "event or commit count out of range",
+            ));
+        }
         if legs[..nr_legs as usize]
             .iter()
             .any(|l| l.generation > event)
@@ -824,7 +835,7 @@ impl Superblock {
             nr_legs,
             primary_leg,
             event,
-            commit: get_u64(block, SB_COMMIT),
+            commit,
             legs,
         })
     }
@@ -988,6 +999,8 @@ mod tests {
         assert!(reseal(&|c| c[SB_LEGS + 1] = 2).contains("unknown leg record flags"));
         assert!(reseal(&|c| c[SB_LEGS + 7] = 1).contains("unknown leg record flags"));
         assert!(reseal(&|c| put_u64(c, SB_LEGS + 8, 99)).contains("above the event count"));
+        assert!(reseal(&|c| put_u64(c, SB_EVENT, MAX_COUNT + 1)).contains("count out of range"));
+        assert!(reseal(&|c| put_u64(c, SB_COMMIT, u64::MAX)).contains("count out of range"));
         assert!(reseal(&|c| put_u64(c, SB_TARGET, 0)).contains("region count"));
         assert!(reseal(&|c| {
             put_u64(c, SB_TARGET, 0);
