@@ -83,7 +83,7 @@ dd if=/dev/zero of=/dev/vg0/meta2 bs=1M count=4 oflag=direct status=none
 dd if=/dev/urandom of=/dev/vg0/a bs=1M count=64 oflag=direct status=none
 
 step "create on LVs, initial sync, wait with progress lines"
-out=$(fracturectl create m0 --metadata vg0/meta --primary vg0/a --secondary vg1/b --region-size 256K --recovery-rate 8M)
+out=$(fracturectl create m0 --metadata vg0/meta --primary vg0/a --secondary vg1/b --region-size 256K --recovery-rate 3M)
 echo "$out"
 assert_match "created /dev/mapper/m0: 2 legs, 64M, 256 regions of 256K, metadata vg0/meta \(formatted\)" "$out" "create output"
 [ -f /tmp/fcfg/m0.toml ] || fail "no activation file"
