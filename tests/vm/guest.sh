@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs inside the test guest (see run.sh): installs the module so that
 # `dmsetup create` loads it on demand, runs every case in tests/vm/cases/ in
-# order, and writes results into the shared directory $1.
+# order (those matching $2, those listed in file $3), and writes results
+# into the shared directory $1.
 set -u
 results=$1
 pattern=${2:-}
+# Optional: a file naming the cases to run (one per line), for run.sh's
+# parallel guests.
+only=${3:-}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 # Run from a guest-local copy of the tests: the host tree is a 9p mount,
 # and reading a script that changes on the host under bash goes badly.
@@ -39,6 +43,7 @@ passed=0 failed=0
 for case in "$vm"/cases/*.sh; do
 	name=$(basename "$case" .sh)
 	[ -z "$pattern" ] || [[ "$name" == *$pattern* ]] || continue
+	[ -z "$only" ] || grep -qx "$name" "$only" || continue
 	log="$results/$name.log"
 	dmesg -C
 	t0=$(date +%s)

@@ -28,6 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ackload  # noqa: E402
+import badmeta  # noqa: E402
 import bitmap  # noqa: E402
 import crashcheck  # noqa: E402
 import diffregions  # noqa: E402
@@ -35,6 +36,7 @@ import legscmp  # noqa: E402
 
 HELPERS = {
     "ackload.py": ackload,
+    "badmeta.py": badmeta,
     "bitmap.py": bitmap,
     "crashcheck.py": crashcheck,
     "diffregions.py": diffregions,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Boot one debug-kernel guest (virtme-ng, TCG) and run every VM test case in
-# it. Prints one line per case and "N passed, N failed" last; exits non-zero
+# Boot debug-kernel guests (virtme-ng, TCG; FRACTURE_VM_SHARDS of them at
+# once, default 2) and run every VM test case in them, then the reboot and
+# crash tests in guests of their own. Prints one line per case and "N passed, N failed" last; exits non-zero
 # on any failure, on any kernel splat, or when the guest does not finish.
 #
 #   tests/vm/run.sh [case-name-pattern]
@@ -26,16 +27,76 @@ echo "vm: kernel $KDIR"
 echo "vm: results in $results"
 console="$results/console.log"
 start=$(date +%s)
+# The cases run in FRACTURE_VM_SHARDS guests at once (default 2, one vCPU
+# each): a case is mostly one shell at a time, so two single-CPU guests get
+# through the suite in about half the time of one with two CPUs. Cases are
+# balanced over the guests by their usual duration (tests/vm/durations).
+shards=${FRACTURE_VM_SHARDS:-2}
+names=()
+for c in "$top"/tests/vm/cases/*.sh; do
+	name=$(basename "$c" .sh)
+	[ -z "$pattern" ] || [[ "$name" == *$pattern* ]] || continue
+	names+=("$name")
+done
+[ "${#names[@]}" -ge "$shards" ] || shards=${#names[@]}
+[ "$shards" -ge 1 ] || shards=1
+cpus=$((2 / shards))
+[ "$cpus" -ge 1 ] || cpus=1
+# Longest first, each to the least loaded guest.
+rm -f "$results"/shard-*.cases
+printf '%s\n' "${names[@]}" | awk -v n="$shards" -v dir="$results" '
+	FNR == NR { if ($0 !~ /^#/) t[$1] = $2; next }
+	{ d = ($1 in t) ? t[$1] : 60; print d, $1 }' "$top/tests/vm/durations" - |
+	sort -rn | awk -v n="$shards" -v dir="$results" '
+	{ best = 1; for (i = 2; i <= n; i++) if (load[i] < load[best]) best = i
+	  load[best] += $1; print $2 > (dir "/shard-" best ".cases") }
+	END { for (i = 1; i <= n; i++) printf "vm: guest %d: about %d s of cases\n", i, load[i] }'
 # brd: 12 RAM disks of 64 MiB (legs, metadata). Everything else the cases
 # make themselves (null_blk through configfs, dm-linear slices, loop files).
 # An oops, a hung task or a soft lockup panics the guest at once (the run
 # then fails with the console showing why) instead of stalling the suite.
-timeout --foreground -k 10 "$timeout_s" \
-	vng --run "$KDIR" --disable-kvm --verbose --user root --cpus 2 --memory 3G \
-		--rwdir "$results" \
-		--append "brd.rd_nr=12 brd.rd_size=65536 null_blk.nr_devices=0 loglevel=7 oops=panic hung_task_panic=1 softlockup_panic=1" \
-		-- "$top/tests/vm/guest.sh" "$results" "$pattern" >"$console" 2>&1 </dev/null
-rc=$?
+pids=()
+for ((i = 1; i <= shards; i++)); do
+	mkdir -p "$results/shard-$i"
+	touch "$results/shard-$i.cases"
+	timeout --foreground -k 10 "$timeout_s" \
+		vng --run "$KDIR" --disable-kvm --verbose --user root --cpus "$cpus" --memory 3G \
+			--rwdir "$results/shard-$i" \
+			--append "brd.rd_nr=12 brd.rd_size=65536 null_blk.nr_devices=0 loglevel=7 oops=panic hung_task_panic=1 softlockup_panic=1" \
+			-- "$top/tests/vm/guest.sh" "$results/shard-$i" "$pattern" "$results/shard-$i.cases" \
+			>"$results/shard-$i/console.log" 2>&1 </dev/null &
+	pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do
+	wait "$p" || rc=$?
+done
+# One set of results, as from one guest: cases in name order.
+: >"$results/cases.log"
+: >"$results/dmesg.txt"
+: >"$console"
+sum_p=0 sum_f=0 finished=1
+for ((i = 1; i <= shards; i++)); do
+	d="$results/shard-$i"
+	echo "=== guest $i" >>"$console"
+	cat "$d/console.log" >>"$console"
+	cat "$d/dmesg.txt" >>"$results/dmesg.txt" 2>/dev/null
+	for f in "$d"/*.log "$d"/*.dmesg; do
+		[ -e "$f" ] && [ "$(basename "$f")" != console.log ] && [ "$(basename "$f")" != cases.log ] && mv "$f" "$results/"
+	done
+	if [ -f "$d/summary" ]; then
+		read -r p f <"$d/summary"
+		sum_p=$((sum_p + p)) sum_f=$((sum_f + f))
+	else
+		finished=0
+		echo "vm: guest $i did not finish (timeout or crash); console tail:" >>"$results/unfinished"
+		tail -n 40 "$d/console.log" >>"$results/unfinished"
+	fi
+done
+# Each case's block (its line and any indented failure lines) by name.
+cat "$results"/shard-*/cases.log 2>/dev/null | awk '
+	/^(ok|FAIL) / { key = $2 } { print key "\t" NR "\t" $0 }' | sort -t "$(printf '\t')" -k1,1 -k2,2n | cut -f3- >"$results/cases.log"
+[ "$finished" = 0 ] || echo "$sum_p $sum_f" >"$results/summary"
 echo "vm: guest ran $(( $(date +%s) - start ))s, exit $rc"
 
 # Persistence across a guest reboot: two boots sharing file-backed disks
@@ -124,8 +185,7 @@ fi
 
 fail=0
 if [ ! -f "$results/summary" ]; then
-	echo "vm: the guest did not finish (timeout or crash); console tail:"
-	tail -n 40 "$console"
+	cat "$results/unfinished" 2>/dev/null || echo "vm: the guest did not finish"
 	fail=1
 fi
 [ -f "$results/cases.log" ] && grep -v "reboot-\|crash-consistency" "$results/cases.log"
