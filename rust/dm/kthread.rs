@@ -70,6 +70,13 @@ pub fn now_ns() -> u64 {
     unsafe { bindings::fracture_now_ns() }
 }
 
+/// Lets another task run if one should (`cond_resched`): for loops that
+/// may go on for long without sleeping. Process context only.
+pub fn yield_cpu() {
+    // SAFETY: may sleep; the caller is in process context with no lock held.
+    unsafe { bindings::fracture_cond_resched() };
+}
+
 /// Sleeps for about `ms` milliseconds (`msleep`). Process context only.
 pub fn sleep_ms(ms: u32) {
     // SAFETY: sleeping is allowed in the process context the caller is in.

@@ -189,12 +189,29 @@ pub(crate) struct Shared {
     verify_region: AtomicU64,
     /// A host write of `verify_region` started during the comparison.
     verify_raced: AtomicBool,
+    /// Regions discarded since the table was loaded: their contents are
+    /// undefined on every leg (and a leg may not support discard), so
+    /// `verify` does not compare them.
+    discarded: KVVec<AtomicU64>,
     layout: Layout,
     geometry: Geometry,
     nr_legs: u32,
     dev: Dev,
     io: IoClient,
     events: EventRaiser,
+}
+
+/// What [`Shared::verify_mismatch`] did.
+pub(crate) enum VerifyMark {
+    /// The region is marked on the leg; `split`: the leg was in sync and
+    /// is split now.
+    Marked { split: bool },
+    /// The leg is neither in sync nor fractured any more (or became the
+    /// primary): not compared further.
+    LegGone,
+    /// The primary changed or may be failing: the comparison proves
+    /// nothing, nothing was marked.
+    Stale,
 }
 
 /// No region (for [`Shared::verify_region`]).
@@ -343,6 +360,7 @@ impl Shared {
         }
         let intent = IntentTracker::new(bitmap()?, bitmap()?, bitmap()?, buckets, geometry.nr_regions())
             .map_err(|_| EINVAL)?;
+        let discarded = bitmap()?;
         let shared = Arc::pin_init(
             pin_init!(Self {
                 state <- new_spinlock!(state, "fracture_meta"),
@@ -369,6 +387,7 @@ impl Shared {
                 failed_reads: BioStack::default(),
                 verify_region: AtomicU64::new(NO_REGION),
                 verify_raced: AtomicBool::new(false),
+                discarded,
                 layout,
                 geometry,
                 nr_legs,
@@ -458,11 +477,14 @@ impl Shared {
     /// flush may have lost any earlier write, so the whole leg is marked
     /// out of sync (the safe direction). Returns whether a leg changed.
     pub(crate) fn fracture_noted(&self) -> bool {
+        // Taken under the lock: a concurrent caller that finds the mask
+        // empty then knows the legs are fractured already (not merely
+        // taken by another thread that has yet to fracture them).
+        let mut st = self.state.lock();
         let legs = self.noted.swap(0, Ordering::AcqRel);
         if legs == 0 {
             return false;
         }
-        let mut st = self.state.lock();
         let failed = self.legs_failed_locked(&mut st, legs, 0, "flush");
         for leg in legs_of(failed.logged) {
             self.fill_leg_locked(&mut st, leg);
@@ -1478,6 +1500,23 @@ impl Shared {
         !self.verify_raced.swap(false, Ordering::SeqCst)
     }
 
+    /// A discard of `sector..sector + sectors` is being sent: its regions'
+    /// contents are undefined from now on (for `verify`). Any context.
+    pub(crate) fn note_discard(&self, sector: u64, sectors: u64) {
+        for r in self.geometry.regions_of(sector, sectors) {
+            if let Some(w) = self.discarded.get((r / 64) as usize) {
+                w.fetch_or(1 << (r % 64), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether `region` was discarded since the table was loaded.
+    pub(crate) fn was_discarded(&self, region: u64) -> bool {
+        self.discarded
+            .get((region / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (region % 64)) != 0)
+    }
+
     /// In-sync secondaries among `legs` (the legs `verify` can compare).
     pub(crate) fn in_sync_secondaries(&self, legs: u32) -> u32 {
         let st = self.state.lock();
@@ -1503,27 +1542,34 @@ impl Shared {
         st.blocks.get(b).is_some_and(|blk| test_bit(payload(blk.bytes()), bit))
     }
 
-    /// `verify` found secondary `leg` different from the primary in
+    /// `verify` found secondary `leg` different from primary `primary` in
     /// `region` (or could not read it there): the region is set in its
     /// fracture bitmap. A leg still in sync is first split like by the
     /// `fracture` message (never rejoined automatically): it must not
     /// serve reads or take over as primary with the region wrong, and it
-    /// may be losing writes. `None` if the leg is neither in sync nor
-    /// fractured (it left the verify), else whether it changed state. The
-    /// caller flushes the leg if it changed state, and commits.
-    pub(crate) fn verify_mismatch(&self, leg: u32, region: u64) -> Option<bool> {
+    /// may be losing writes. Nothing is marked if `primary` is not the
+    /// healthy primary any more, or a failure that may move it is
+    /// pending: what was read from it may be stale. The caller flushes the
+    /// leg if it was split, and commits.
+    pub(crate) fn verify_mismatch(&self, leg: u32, region: u64, primary: u32) -> VerifyMark {
         let mut st = self.state.lock();
-        if leg == st.sb.primary_leg {
-            return None;
+        if st.sb.primary_leg != primary
+            || self.primary_failed.load(Ordering::Acquire)
+            || self.failure_pending()
+        {
+            return VerifyMark::Stale;
         }
-        let changed = match st.sb.leg(leg).state {
+        if leg == primary {
+            return VerifyMark::LegGone;
+        }
+        let split = match st.sb.leg(leg).state {
             LegState::InSync => self.fracture_locked(&mut st, leg, true),
             LegState::Fractured => false,
-            LegState::Recovering | LegState::Failed => return None,
+            LegState::Recovering | LegState::Failed => return VerifyMark::LegGone,
         };
         let range = self.geometry.sectors_of(region);
         self.set_bits(&mut st, 1 << leg, range.start, range.end - range.start);
-        Some(changed)
+        VerifyMark::Marked { split }
     }
 
     /// Splits secondary `leg` (in sync or recovering) on purpose. The

@@ -639,6 +639,10 @@ impl Target for Fracture {
                     // write some leg silently misses.
                     Err(_) => return bio.end(BlkStatus::IOERR),
                 };
+                if matches!(kind.op, Op::Discard | Op::SecureErase) {
+                    // What the legs hold there is undefined from now on.
+                    self.shared.note_discard(sector, sectors);
+                }
                 let pb = bio.per_bio();
                 pb.need.store(start.need, Ordering::Relaxed);
                 pb.logged.store(start.logged, Ordering::Relaxed);

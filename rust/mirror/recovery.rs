@@ -15,14 +15,14 @@
 //! the primary region by region, a region that differs set in the leg's
 //! fracture bitmap (the leg split), for a `rejoin` to copy.
 
-use super::metadata::{legs_of, Shared, COPY_SLOTS};
+use super::metadata::{legs_of, Shared, VerifyMark, COPY_SLOTS};
 use crate::dm::io::MAX_BUFFER_BYTES;
 use crate::format::LegState;
 use super::{flush_fractured, late_legs, Leg};
 use crate::dm::device::Dev;
 use crate::dm::io::{Block, IoClient};
 use crate::dm::kcopyd::{CopyJob, Kcopyd};
-use crate::dm::kthread::{now_ns, sleep_ms, ThreadCtx, Waker};
+use crate::dm::kthread::{now_ns, sleep_ms, yield_cpu, ThreadCtx, Waker};
 use crate::rate::RateLimit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::new_condvar;
@@ -411,7 +411,7 @@ impl<'a> Worker<'a> {
                 self.r.shared.raise_event();
             }
             let mut timeout = self.issue();
-            if let Some(ms) = self.verify_step() {
+            if let Some(ms) = self.verify_step(ctx) {
                 timeout = Some(timeout.map_or(ms, |t| t.min(ms)));
             }
             ctx.wait(timeout, || {
@@ -657,7 +657,7 @@ impl<'a> Worker<'a> {
     /// Does one step of a running `verify`: compares one region of the
     /// legs with the primary's. Returns how long to sleep at most before
     /// the next step (`None`: no verify running).
-    fn verify_step(&mut self) -> Option<u32> {
+    fn verify_step(&mut self, ctx: &ThreadCtx) -> Option<u32> {
         let r: &'a Recovery = self.r;
         let shared = &r.shared;
         let progress = r.verify_progress();
@@ -717,10 +717,15 @@ impl<'a> Worker<'a> {
             );
             run.legs = keep;
         }
-        if run.legs == 0 || run.cursor >= nr_regions {
-            let p = self.end_verify(run.generation, VerifyState::Done);
+        if run.legs == 0 {
+            crate::dm_warn!("verify: no leg left to compare; verify stopped");
+            self.end_verify(run.generation, VerifyState::Cancelled);
+            return None;
+        }
+        if run.cursor >= nr_regions {
+            let p = self.end_verify(run.generation, VerifyState::Done)?;
             crate::dm_info!(
-                "verify of legs {:#x} done: {} of {} leg-regions compared, {} differed{}, {} skipped (host writes kept racing)",
+                "verify of legs {:#x} done: {} of {} leg-regions compared, {} differed{}, {} skipped",
                 p.legs,
                 p.done,
                 p.total,
@@ -735,14 +740,25 @@ impl<'a> Worker<'a> {
             return None;
         }
         let region = run.cursor;
+        // Legs looked at for this region (those out of sync already too).
+        let considered = u64::from(run.legs.count_ones());
+        if shared.was_discarded(region) {
+            // Undefined contents on every leg: nothing to compare.
+            self.count_verify(run.generation, 0, 0, considered);
+            return self.next_region(run);
+        }
         let range = shared.geometry().sectors_of(region);
         let len = range.end - range.start;
-        // Regions already out of sync on a leg need no comparison.
+        // Regions already out of sync on a leg need no comparison. A leg
+        // with late I/Os (`io_timeout`) is not read: it may not answer,
+        // and the thread would hang with it.
+        let late = late_legs(&r.legs);
         let legs = legs_of(run.legs)
-            .filter(|&l| !shared.region_dirty(l, region))
+            .filter(|&l| late & (1 << l) == 0 && !shared.region_dirty(l, region))
             .fold(0u32, |m, l| m | (1 << l));
         let n = u64::from(legs.count_ones());
-        if n != 0 {
+        if n != 0 && run.tries == 0 {
+            // Charged once per region, not per retry.
             self.limiter.set_rate(r.rate.load(Ordering::Relaxed));
             if let Err(wait_ns) = self.limiter.admit(now_ns(), len * 512 * n) {
                 self.verify = Some(run);
@@ -752,11 +768,18 @@ impl<'a> Worker<'a> {
         let mut differ = 0u32;
         let mut unread = 0u32;
         let mut primary_unread = false;
+        let mut interrupted = false;
         let quiet = n == 0 || shared.verify_begin(region);
         if quiet && n != 0 {
             let chunk = (VERIFY_CHUNK / 512) as u64;
             let mut sector = range.start;
             while sector < range.end && differ | unread != legs {
+                // A region may be large: a suspend or stop does not wait
+                // for all of it (the region is compared again later).
+                if r.paused.load(Ordering::SeqCst) || ctx.should_stop() {
+                    interrupted = true;
+                    break;
+                }
                 let count = chunk.min(range.end - sector);
                 let bytes = (count * 512) as usize;
                 let source = &r.legs[run.primary as usize].dev;
@@ -776,15 +799,11 @@ impl<'a> Worker<'a> {
             }
         }
         let raced = n != 0 && !(shared.verify_end() && quiet);
-        // Legs looked at for this region (those out of sync already too).
-        let considered = u64::from(run.legs.count_ones());
-        if primary_unread {
-            crate::dm_warn!(
-                "verify: the primary could not be read in region {}: region not compared",
-                region
-            );
-            self.count_verify(run.generation, 0, 0, considered);
-        } else if raced {
+        if interrupted {
+            self.verify = Some(run);
+            return Some(0);
+        }
+        if raced {
             run.tries += 1;
             if run.tries < VERIFY_TRIES {
                 // Compare again once the write is done.
@@ -792,65 +811,91 @@ impl<'a> Worker<'a> {
                 return Some(VERIFY_RETRY_MS);
             }
             self.count_verify(run.generation, 0, 0, considered);
-        } else {
-            let mut found = 0;
-            let mut split = 0;
-            for leg in legs_of(differ | unread) {
-                // A host write to the region of a split leg, done before
-                // the comparison began, set the bit after the look above:
-                // out of sync already, not a finding.
-                if shared.region_dirty(leg, region) {
-                    continue;
-                }
-                if unread & (1 << leg) != 0 {
-                    crate::dm_warn!(
-                        "verify: leg {} ({}) could not be read in region {}: marked out of sync",
-                        leg,
-                        r.legs[leg as usize].dev.name(),
-                        region
-                    );
-                }
-                match shared.verify_mismatch(leg, region) {
-                    Some(changed) => {
-                        found += 1;
-                        if changed {
-                            split |= 1 << leg;
-                        }
+            return self.next_region(run);
+        }
+        if primary_unread {
+            crate::dm_warn!(
+                "verify: the primary could not be read in region {}: region not compared",
+                region
+            );
+        }
+        // Findings (from the chunks read, also when a later chunk of the
+        // primary could not be read).
+        let mut found = 0;
+        let mut split = 0;
+        for leg in legs_of(differ | unread) {
+            // A host write to the region of a split leg, done before the
+            // comparison began, set the bit after the look above: out of
+            // sync already, not a finding.
+            if shared.region_dirty(leg, region) {
+                continue;
+            }
+            match shared.verify_mismatch(leg, region, run.primary) {
+                VerifyMark::Marked { split: s } => {
+                    if unread & (1 << leg) != 0 {
+                        crate::dm_warn!(
+                            "verify: leg {} ({}) could not be read in region {}: marked out of sync",
+                            leg,
+                            r.legs[leg as usize].dev.name(),
+                            region
+                        );
                     }
-                    None => run.legs &= !(1 << leg),
+                    found += 1;
+                    if s {
+                        split |= 1 << leg;
+                    }
+                }
+                VerifyMark::LegGone => run.legs &= !(1 << leg),
+                VerifyMark::Stale => {
+                    // Looked at again at the next step (which stops the
+                    // verify if the primary changed).
+                    self.verify = Some(run);
+                    return Some(VERIFY_RETRY_MS);
                 }
             }
-            for leg in legs_of(split) {
-                crate::dm_warn!(
-                    "verify: leg {} ({}) differs from the primary in region {}: leg split, the regions where it differs are marked out of sync (rejoin it to copy them)",
-                    leg,
-                    r.legs[leg as usize].dev.name(),
-                    region
-                );
-            }
-            if split != 0 {
-                // Like the `fracture` message: what the legs acknowledged
-                // so far must survive their power loss (if the flush
-                // fails, every region is marked).
-                flush_fractured(shared, &r.legs, split);
-                shared.fracture_noted();
-            }
-            run.split |= split;
-            if found != 0 && shared.commit().seq.is_none() {
-                crate::dm_err!(
-                    "verify: cannot write the regions found different to the metadata: verify stopped"
-                );
-                self.end_verify(run.generation, VerifyState::Cancelled);
-                return None;
-            }
-            if split != 0 {
-                shared.raise_event();
-            }
+        }
+        for leg in legs_of(split) {
+            crate::dm_warn!(
+                "verify: leg {} ({}) differs from the primary in region {}: leg split, the regions where it differs are marked out of sync (rejoin it to copy them)",
+                leg,
+                r.legs[leg as usize].dev.name(),
+                region
+            );
+        }
+        if split != 0 {
+            // Like the `fracture` message: what the legs acknowledged so
+            // far must survive their power loss (a leg whose flush fails
+            // gets every region marked).
+            flush_fractured(shared, &r.legs, split);
+            shared.fracture_noted();
+        }
+        run.split |= split;
+        if found != 0 && shared.commit().seq.is_none() {
+            crate::dm_err!(
+                "verify: cannot write the regions found different to the metadata: verify stopped"
+            );
+            self.end_verify(run.generation, VerifyState::Cancelled);
+            return None;
+        }
+        if split != 0 {
+            shared.raise_event();
+        }
+        if primary_unread {
+            self.count_verify(run.generation, found, found, considered - found);
+        } else {
             self.count_verify(run.generation, considered, found, 0);
         }
+        self.next_region(run)
+    }
+
+    /// Moves a verify on to its next region.
+    fn next_region(&mut self, mut run: VerifyRun) -> Option<u32> {
         run.cursor += 1;
         run.tries = 0;
         self.verify = Some(run);
+        // Regions known out of sync cost no I/O: without this a long run
+        // of them would never give the CPU up.
+        yield_cpu();
         Some(0)
     }
 
@@ -864,16 +909,16 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Ends verify `generation` (if it still runs) in `state`; returns its
-    /// progress.
-    fn end_verify(&mut self, generation: u64, state: VerifyState) -> VerifyProgress {
+    /// Ends verify `generation` in `state` if it still runs; returns its
+    /// final progress then (`None`: it was cancelled, maybe another started).
+    fn end_verify(&mut self, generation: u64, state: VerifyState) -> Option<VerifyProgress> {
         self.verify = None;
         let p = {
             let mut v = self.r.verify.lock();
-            if v.generation == generation && v.state == VerifyState::Running {
+            (v.generation == generation && v.state == VerifyState::Running).then(|| {
                 v.state = state;
-            }
-            *v
+                *v
+            })
         };
         // Not under the spinlock: raising an event takes a mutex.
         self.r.shared.raise_event();

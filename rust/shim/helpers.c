@@ -148,6 +148,11 @@ long fracture_sleep(long timeout)
 	return schedule_timeout(timeout);
 }
 
+void fracture_cond_resched(void)
+{
+	cond_resched();
+}
+
 long fracture_max_schedule_timeout(void)
 {
 	return MAX_SCHEDULE_TIMEOUT;

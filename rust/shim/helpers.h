@@ -43,6 +43,7 @@ void fracture_prepare_sleep(void);
 void fracture_finish_sleep(void);
 long fracture_sleep(long timeout);
 long fracture_max_schedule_timeout(void);
+void fracture_cond_resched(void);
 unsigned long fracture_msecs_to_jiffies(unsigned int ms);
 
 struct dm_io_client *fracture_dm_io_client_create(void);

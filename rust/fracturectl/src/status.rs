@@ -71,8 +71,8 @@ pub struct Verify {
     /// Leg-regions found different from the primary (now marked out of
     /// sync: a `rejoin` copies them).
     pub mismatches: u64,
-    /// Leg-regions not compared (host writes kept racing, or the primary
-    /// could not be read).
+    /// Leg-regions not compared (discarded since the table was loaded, host
+    /// writes kept racing, or the primary could not be read).
     pub skipped: u64,
 }
 

@@ -146,6 +146,17 @@ kill "$fio_pid" 2>/dev/null
 wait "$fio_pid" || true
 legs_identical $L /dev/ram1 /dev/ram2 /dev/ram3
 
+step "discarded regions are not compared (their contents are undefined), and say so"
+blkdiscard -o $((20 * R * 512)) -l $((2 * R * 512)) /dev/mapper/vf
+dmsetup message vf 0 verify
+wait_verify vf
+assert_eq "verified:1,2:252/256:0:4" "$(verify_of vf)" "verify after a discard of regions 20 and 21"
+rc=0
+fracturectl verify vf 2 --wait >/tmp/fv.out 2>/tmp/fv.err || rc=$?
+cat /tmp/fv.out /tmp/fv.err
+assert_eq 1 "$rc" "fracturectl verify --wait exit code (regions skipped)"
+grep -q "not every region was compared: 2 leg-regions skipped" /tmp/fv.err || fail "fracturectl verify skipped warning"
+
 step "bad requests are refused with a reason"
 dmesg -C
 dmsetup message vf 0 verify 0 2>/dev/null && fail "verify of the primary"

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 /// like recovery). A leg found different is split with the differing
 /// regions marked out of sync: `fracturectl rejoin` then copies them from
 /// the primary. Without LEG every in-sync secondary is compared. With
-/// --wait: progress lines, then exit 0 if the legs were identical, 1 if
-/// some region differed or the verify was cancelled.
+/// --wait: progress lines, then exit 0 if every region was compared and
+/// identical, 1 if some region differed, some could not be compared, or
+/// the verify was cancelled.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   fracturectl verify m0 --wait
@@ -91,6 +92,15 @@ pub fn run(a: Args) -> Result<i32> {
                     eprintln!(
                         "fracturectl: {}: legs differ from the primary: they are split with those regions marked; `fracturectl rejoin {} <leg>` copies them from the primary",
                         a.name, a.name
+                    );
+                    return Ok(1);
+                }
+                if v.skipped != 0 || v.done < v.total {
+                    eprintln!(
+                        "fracturectl: {}: not every region was compared: {} leg-regions skipped (discarded since the table was loaded, written all the time, or the primary unreadable), {} not reached (legs that left sync)",
+                        a.name,
+                        v.skipped,
+                        v.total.saturating_sub(v.done + v.skipped)
                     );
                     return Ok(1);
                 }
