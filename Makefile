@@ -11,6 +11,7 @@
 #   make check      host unit tests + VM suite on the debug kernel
 #   make bench      benchmarks in a VM on the non-debug kernel (not a test)
 #   make crash-soak crash consistency with POINTS guest crashes (default 100)
+#   make report     reliability figures of the last make check
 #   make fuzz       fuzz the shared crate's decoders and parsers on the host,
 #                   EXECS inputs per target (default 1000000)
 
@@ -18,7 +19,7 @@ KDIR ?= $(shell scripts/kernel.sh path debug)
 LLVM ?= 1
 export LLVM
 
-.PHONY: all modules fracturectl clean setup kernel check test-host test-vm demo bench crash-soak fuzz
+.PHONY: all modules fracturectl clean setup kernel check test-host test-vm demo bench crash-soak fuzz report
 
 all: modules
 
@@ -62,3 +63,6 @@ crash-soak: kernel
 EXECS ?= 1000000
 fuzz:
 	scripts/fuzz.sh $(EXECS)
+
+report:
+	scripts/report.sh

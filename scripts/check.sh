@@ -14,6 +14,10 @@ cd "$top"
 step() { printf '\n=== %s\n' "$*"; }
 die() { echo "check: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 
+# Every result of this run in one folder (scripts/report.sh reads it).
+export FRACTURE_RESULTS=${FRACTURE_RESULTS:-$top/tests/results/check-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$FRACTURE_RESULTS"
+
 step "setup"
 scripts/setup.sh || die "setup failed"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -69,6 +73,7 @@ else
 	vm_failed=1
 fi
 
+echo "host_tests $host_passed" >>"$FRACTURE_RESULTS/figures"
 passed=$((host_passed + vm_passed))
 failed=$((host_failed + fuzz_failed + build_failed + lint_failed + vm_failed))
 step "summary"
@@ -78,4 +83,6 @@ echo "build: $([ $build_failed = 0 ] && echo clean || echo FAILED)"
 echo "lint: $([ $lint_failed = 0 ] && echo clean || echo FAILED)"
 echo "VM cases: $vm_passed passed, $vm_failed failed"
 echo "$passed passed, $failed failed"
+echo "figures: scripts/report.sh $FRACTURE_RESULTS"
+scripts/report.sh "$FRACTURE_RESULTS" || true
 [ "$failed" = 0 ]

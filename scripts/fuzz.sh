@@ -116,4 +116,13 @@ for t in "${targets[@]}"; do
 	fi
 done
 echo "fuzz: ${#targets[@]} targets, $total executions, $crashes crashes"
+# For scripts/report.sh, when run by make check.
+if [ -n "${FRACTURE_RESULTS:-}" ]; then
+	mkdir -p "$FRACTURE_RESULTS"
+	{
+		echo "fuzz_targets ${#targets[@]}"
+		echo "fuzz_executions $total"
+		echo "fuzz_crashes $crashes"
+	} >>"$FRACTURE_RESULTS/figures"
+fi
 [ "$crashes" = 0 ]

@@ -67,6 +67,11 @@ crashes=$(cat "$results"/crash-boot-* 2>/dev/null | grep -c "^crash after")
 diffs=$(sum differing)
 summary="crash points $crashes, acknowledged writes checked $checked, mismatches $mism, regions differing at reboot $diffs (all covered by the logs), intent regions resynced $(sum intent), region copies $(sum copied), $(( $(date +%s) - start ))s"
 echo "$summary" >"$results/crash-summary"
+{
+	echo "crash_points $crashes"
+	echo "acked_checked $checked"
+	echo "mismatches $mism"
+} >>"$results/figures"
 if [ "$fail" = 0 ] && [ "$crashes" = "$points" ] && [ "$mism" = 0 ] && [ "$checked" -gt 0 ]; then
 	echo "ok   crash-consistency ($summary)"
 	exit 0

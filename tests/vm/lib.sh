@@ -36,8 +36,33 @@ dmsetup() {
 		done
 		[ "${#others[@]}" = 0 ] || command dmsetup remove --retry "${opts[@]}" "${others[@]}"
 	else
-		command dmsetup "$@"
+		command dmsetup "$@" || return
+		case "${1:-}" in
+			create | load) count_fault "$@" ;;
+		esac
 	fi
+}
+
+# figure <name> <n>: adds n to a figure of the run (scripts/report.sh
+# prints their sums).
+figure() {
+	echo "$1 $2" >>"${FRACTURE_RESULTS:-/tmp}/figures"
+}
+
+# count_fault <dmsetup create|load args>: a table of a fault-injecting
+# target (error, dm-flakey, dm-dust, dm-delay) counts as a fault injected.
+count_fault() {
+	local next=0 a
+	for a in "$@"; do
+		if [ "$next" = 1 ]; then
+			read -r _ _ a _ <<<"$a"
+			case $a in
+				error | flakey | dust | delay) figure faults 1 ;;
+			esac
+			return 0
+		fi
+		[ "$a" != --table ] || next=1
+	done
 }
 
 # fracture_meta_of <dm name>: the metadata device (major:minor) of a

@@ -93,6 +93,7 @@ for ((i = 1; i <= shards; i++)); do
 		tail -n 40 "$d/console.log" >>"$results/unfinished"
 	fi
 done
+cat "$results"/shard-*/figures >>"$results/figures" 2>/dev/null
 # Each case's block (its line and any indented failure lines) by name.
 cat "$results"/shard-*/cases.log 2>/dev/null | awk '
 	/^(ok|FAIL) / { key = $2 } { print key "\t" NR "\t" $0 }' | sort -t "$(printf '\t')" -k1,1 -k2,2n | cut -f3- >"$results/cases.log"
@@ -202,6 +203,9 @@ for f in "$results/dmesg.txt" "$console" "$results"/reboot-*.console.log "$resul
 		break
 	fi
 done
+# Distinct splat lines over every guest (the console repeats dmesg).
+cat "$results/dmesg.txt" "$console" "$results"/reboot-*.console.log "$results"/crash-*.console.log 2>/dev/null |
+	grep -E -f "$splats" | sort -u | wc -l | sed 's/^/splats /' >>"$results/figures"
 
 passed=0 failed=0
 if [ -f "$results/summary" ]; then

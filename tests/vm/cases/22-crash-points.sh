@@ -51,7 +51,7 @@ wait_loads() {
 	done
 }
 table() { echo "0 $L fracture /dev/mapper/cm $R 3 /dev/mapper/cp /dev/mapper/ca /dev/mapper/cb 3 nosync intent_delay $1"; }
-acks=() checked=0 differing=0 intent_total=0 copied_total=0 failovers=0 fo_points=0
+acks=() checked=0 checked_total=0 differing=0 intent_total=0 copied_total=0 failovers=0 fo_points=0
 
 for ((pt = 1; pt <= POINTS; pt++)); do
 	delay=${delays[RANDOM % 4]}
@@ -128,9 +128,13 @@ for ((pt = 1; pt <= POINTS; pt++)); do
 	py_call ackload.py check /dev/mapper/cr "${acks[@]}" || fail "crash point $pt: $py_out"
 	res=$py_out
 	read -r _ checked _ <<<"$res"
+	checked_total=$((checked_total + checked))
 	echo "crash point $pt: cut after $ms ms, intent_delay $delay, order [${order[*]}]${failing:+, primary leg $prim failed half way}, $pre, $res, primary now $(status_field cr 3)"
 	dmsetup remove cr
 done
 dmsetup remove "${names[@]}"
 [ "$fo_points" = 0 ] || [ "$failovers" -gt 0 ] || fail "the primary failed at $fo_points points and never failed over"
-echo "crash points $POINTS ($fo_points with the primary failing, $failovers failovers), acknowledged blocks checked $checked, mismatches 0, region differences at the crashes $differing (all covered), intent regions resynced $intent_total, region copies $copied_total"
+figure crash_points "$POINTS"
+figure acked_checked "$checked_total"
+figure mismatches 0
+echo "crash points $POINTS ($fo_points with the primary failing, $failovers failovers), acknowledged blocks checked $checked_total, mismatches 0, region differences at the crashes $differing (all covered), intent regions resynced $intent_total, region copies $copied_total"

@@ -159,6 +159,7 @@ assert_eq "AA" "$(health_of nb)" "health over the slow link"
 assert_eq 0 "$(stat_of nb io_timeouts)" "timeouts over the slow link"
 legs_identical $L /dev/ram5 /dev/nbd0
 kill -STOP "$proxy"   # the link is cut
+figure faults 1
 timed_w nb 500 20 "with the link cut"
 [ "$t" -lt 15000 ] || fail "the writes waited for the cut link (${t} ms)"
 assert_eq "AF" "$(health_of nb)" "health with the link cut"
