@@ -7,8 +7,9 @@ py_start   # the Python helpers in one process (logged_regions, legs_identical..
 
 L=$RAM_SECTORS R=128   # 64 KiB regions: 1024 of them
 linear_over s /dev/ram2
-# 4 MiB/s: slow enough to interrupt, fast enough for the test.
-table="0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 3 nosync recovery_rate 4096"
+# 2 MiB/s: slow enough to interrupt (the ~37 MiB to copy take ~18 s, the
+# suspend below comes after ~5 s even in a slow guest), fast enough for the test.
+table="0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 3 nosync recovery_rate 2048"
 create ul "$table"
 
 # fail_and_write <seed>: leg 1 fails, ~40% of the regions are written.
@@ -56,7 +57,7 @@ redone=$(stat_of ul copies_redone)
 echo "copies redone because a host write raced with them: $redone"
 
 step "module reload in the middle: recovery goes on from the durable bits"
-dmsetup message ul 0 recovery_rate 4096
+dmsetup message ul 0 recovery_rate 2048
 fail_and_write 2
 dmsetup message ul 0 rejoin 1
 sleep 3

@@ -84,6 +84,9 @@ dd if=/dev/urandom of=/dev/vg0/a bs=1M count=64 oflag=direct status=none
 
 step "create on LVs, initial sync, wait with progress lines"
 out=$(fracturectl create m0 --metadata vg0/meta --primary vg0/a --secondary vg1/b --region-size 256K --recovery-rate 3M)
+# Slowed down at once, so that the sync is still running however slow the
+# guest is at the steps below (3 MiB/s again for the wait).
+dmsetup message m0 0 recovery_rate 64
 echo "$out"
 assert_match "created /dev/mapper/m0: 2 legs, 64M, 256 regions of 256K, metadata vg0/meta \(formatted\)" "$out" "create output"
 [ -f /tmp/fcfg/m0.toml ] || fail "no activation file"
@@ -93,14 +96,19 @@ st=$(fracturectl status m0)
 echo "$st"
 assert_match "vg1-b +secondary +recovering" "$st" "status during the initial sync"
 assert_match "recovery recovering \(leg 1\)" "$st" "recovery line"
-wout=$(fracturectl wait m0 --in-sync --timeout 300)
+fracturectl wait m0 --in-sync --timeout 300 >/tmp/wait.out &
+wpid=$!
+sleep 6
+dmsetup message m0 0 recovery_rate 3072
+wait "$wpid" || fail "fracturectl wait failed: $(cat /tmp/wait.out)"
+wout=$(cat /tmp/wait.out)
 echo "$wout"
 assert_match "m0: recovering leg 1: [0-9]+/256 region copies" "$wout" "progress lines when not a terminal"
 assert_match "m0: every leg is in sync" "$wout" "wait end"
 legs_identical 131072 /dev/vg0/a /dev/vg1/b
 assert_eq "primary in-sync 100.0 0" "$(json m0 "m['legs'][0]['role'], m['legs'][1]['state'], m['legs'][1]['percent_in_sync'], m['legs'][1]['regions_dirty']")" "status --json"
 assert_eq "$(sed -n 's/^uuid = "\(.*\)"$/\1/p' /tmp/fcfg/m0.toml)" "$(json m0 "m['uuid']")" "uuid in status = activation file"
-assert_eq "1 256 512 8192" "$(json m0 "m['version'], m['regions'], m['region_sectors'], m['options']['recovery_rate']")" "json geometry"
+assert_eq "1 256 512 3072" "$(json m0 "m['version'], m['regions'], m['region_sectors'], m['options']['recovery_rate']")" "json geometry"
 
 step "refusals: in use, duplicate, too small, mounted, existing name, bad sizes"
 ferr "vg0/a \(leg 0\) is in use by m0" fracturectl create m1 --metadata vg0/meta2 --primary vg0/a --secondary vg1/small
