@@ -18,6 +18,8 @@ import os
 import struct
 import sys
 
+from logreplay import crc32c  # the one CRC-32C of the Python helpers
+
 BLOCK = 4096
 
 # name: (offset, struct format)
@@ -41,27 +43,6 @@ SB = {
     "leg1_pad": (104 + 16 + 2, "<B"),
     "leg1_generation": (104 + 16 + 8, "<Q"),
 }
-
-
-def crc32c(data):
-    table = crc32c.table
-    c = 0xFFFFFFFF
-    for b in data:
-        c = table[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def _table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-crc32c.table = _table()
 
 
 def seal(block):
