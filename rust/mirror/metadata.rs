@@ -1192,6 +1192,17 @@ impl Shared {
         }
     }
 
+    /// `rejoin <primary>` on a primary shown `D` (it failed I/O and no leg
+    /// could take over): the administrator says it works again, `D` is
+    /// cleared. Nothing else changes: the writes it failed are logged for
+    /// the other legs already, and a new failure marks it `D` again. Not
+    /// for a mirror activated with no known-current leg (`no_source`),
+    /// which only `primary <leg>` or a new table resolves.
+    pub(crate) fn primary_repaired(&self) -> bool {
+        let _st = self.state.lock();
+        !self.no_source.load(Ordering::SeqCst) && self.primary_failed.swap(false, Ordering::AcqRel)
+    }
+
     /// Resume with the legs present: every secondary fractured by a failure
     /// (not split on request) starts recovery. Returns those legs.
     pub(crate) fn rejoin_failed(&self, skip: u32) -> u32 {
@@ -1674,6 +1685,9 @@ impl Shared {
                         self.dev.name(),
                         e
                     );
+                    // Whichever thread's commit found it (metadata,
+                    // recovery, settle, suspend): `dmsetup wait` returns.
+                    self.raise_event();
                 }
                 Committed { seq: None }
             }

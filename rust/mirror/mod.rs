@@ -797,6 +797,17 @@ impl Target for Fracture {
                 Ok(())
             }
             Message::Rejoin(leg) => match self.shared.rejoin(leg) {
+                Err(Refused::Primary) if self.shared.primary_repaired() => {
+                    crate::dm_warn!(
+                        "leg {} ({}): the primary is taken as working again (D cleared); a new failure marks it D again",
+                        leg,
+                        self.legs[leg as usize].dev.name()
+                    );
+                    // A recovery stopped by its read errors starts again.
+                    self.recovery.kick(&self.rec_waker, self.shared.recovering.load(Ordering::SeqCst));
+                    self.shared.raise_event();
+                    Ok(())
+                }
                 Err(Refused::Primary) => {
                     crate::dm_err!("cannot rejoin leg {}: it is the primary", leg);
                     Err(EINVAL)
@@ -991,7 +1002,8 @@ impl Target for Fracture {
     fn preresume(&self) -> Result {
         // Only the first resume: later, memory is what was committed. A
         // failed load is tried again at the next resume.
-        if self.first_resume.load(Ordering::Acquire) {
+        let first = self.first_resume.load(Ordering::Acquire);
+        if first {
             self.shared.load(true).map_err(|e| e.errno)?;
             self.first_resume.store(false, Ordering::Release);
         }
@@ -1019,7 +1031,11 @@ impl Target for Fracture {
         }
         self.recovery.stalled.store(0, Ordering::SeqCst);
         self.shared.set_active(true);
-        self.shared.kick();
+        // The thread commits and raises an event for what changed (the
+        // activation, legs rejoined); a plain resume raises none.
+        if first || legs != 0 {
+            self.shared.kick();
+        }
         self.waker.wake();
         Ok(())
     }

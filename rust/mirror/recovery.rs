@@ -429,6 +429,8 @@ impl<'a> Worker<'a> {
         let mut done = [None; COPY_SLOTS];
         let mut written = 0u32;
         let mut failed = 0u32;
+        // A recovery that stops raises an event (the status shows it).
+        let mut stalled_now = false;
         for (i, (job, slot)) in self.kc.jobs().iter().zip(self.busy.iter_mut()).enumerate() {
             let Some(copy) = *slot else { continue };
             if !job.done.load(Ordering::Acquire) {
@@ -450,6 +452,7 @@ impl<'a> Worker<'a> {
                         copy.region,
                         legs
                     );
+                    stalled_now = true;
                 }
                 ok = 0;
             }
@@ -468,7 +471,7 @@ impl<'a> Worker<'a> {
             done[i] = Some(ok);
         }
         if done.iter().all(Option::is_none) {
-            return false;
+            return stalled_now;
         }
         // The copies are on the legs' caches: flush before any bit goes.
         for leg in legs_of(written) {
@@ -482,7 +485,7 @@ impl<'a> Worker<'a> {
                 self.cleared_this_pass += shared.finish_copy(slot, ok & !failed);
             }
         }
-        let mut changed = false;
+        let mut changed = stalled_now;
         if failed != 0 && shared.recovery_failed(failed) {
             crate::dm_warn!(
                 "recovery: legs {:#x} failed a copy: fractured again, their bits stay",

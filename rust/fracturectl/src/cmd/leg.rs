@@ -11,8 +11,9 @@ use crate::status::{self, Mirror};
 /// Change a leg's state. fracture: split a secondary off on purpose (a
 /// point-in-time copy; its changes are logged from now on). rejoin: copy
 /// back what a fractured secondary missed. rebuild: copy the whole leg
-/// again. primary: make an in-sync leg the primary. LEG is the leg's
-/// number (as in `fracturectl status`) or its device.
+/// again (rejoin of a primary shown failed, D: it was repaired, clear D).
+/// primary: make an in-sync leg the primary. LEG is the leg's number (as
+/// in `fracturectl status`) or its device.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   fracturectl fracture m0 1
@@ -47,11 +48,13 @@ pub fn run(verb: &str, a: Args) -> Result<i32> {
     let dm = Dm::new()?;
     let m = status::read(&dm, &a.name)?;
     let i = leg_index(&m, &a.leg)?;
+    let was_failed = m.legs[i as usize].health == 'D';
     dm.message(&a.name, &format!("{verb} {i}"))?;
     let m = status::read(&dm, &a.name)?;
     let l = &m.legs[i as usize];
     let what = match verb {
         "fracture" => "split off; its changes are logged from now on",
+        "rejoin" if was_failed => "is taken as working again (D cleared)",
         "rejoin" | "rebuild" => "recovering: the regions it misses are copied from the primary",
         _ => "is the primary now",
     };
