@@ -1129,8 +1129,24 @@ pub fn message(data: &[u8]) {
             });
         }
         Ok(Message::Stats) => assert_eq!(words, ["stats"]),
-        Ok(Message::Verify(None)) => assert_eq!(words, ["verify"]),
-        Ok(Message::Verify(Some(l))) => leg_word("verify", l),
+        Ok(Message::Verify { leg, check }) => {
+            // `verify [check] [<leg>]`.
+            let head: &[&str] = if check {
+                &["verify", "check"]
+            } else {
+                &["verify"]
+            };
+            assert!(words.starts_with(head));
+            let rest = &words[head.len()..];
+            match leg {
+                None => assert!(rest.is_empty()),
+                Some(l) => {
+                    assert_eq!(rest.len(), 1);
+                    assert_eq!(parse_u64(rest[0]), Ok(u64::from(l)));
+                    assert!(l < nr_legs);
+                }
+            }
+        }
         Ok(Message::VerifyCancel) => assert_eq!(words, ["verify", "cancel"]),
         Err(MessageError::Unknown(w)) => {
             assert_eq!(w, words[0]);
@@ -1147,9 +1163,11 @@ pub fn message(data: &[u8]) {
         }
         Err(MessageError::BadLeg { value, nr_legs: n }) => {
             assert_eq!(n, nr_legs);
-            assert_eq!(words.len(), 2);
-            assert_eq!(value, words[1]);
+            // `<message> <leg>`, or `verify check <leg>`.
+            assert!(words.len() == 2 || (words.len() == 3 && words[..2] == ["verify", "check"]));
+            assert_eq!(Some(&value), words.last());
             assert!(!(words[0] == "verify" && value == "cancel"));
+            assert!(!(words.len() == 2 && words[0] == "verify" && value == "check"));
             assert!(!matches!(parse_u64(value), Ok(v) if v < u64::from(nr_legs)));
         }
         Err(MessageError::BadRate(v)) => {
@@ -1160,8 +1178,10 @@ pub fn message(data: &[u8]) {
             let n = words.len();
             assert!(match words[0] {
                 "stats" => n != 1,
-                // `verify`, `verify <leg>` and `verify cancel` are fine.
-                "verify" => n > 2,
+                // `verify`, `verify <leg>`, `verify cancel`, `verify check`
+                // and `verify check <leg>` are fine (not `verify check
+                // cancel`).
+                "verify" => n > 3 || (n == 3 && (words[1] != "check" || words[2] == "cancel")),
                 _ => n != 2,
             });
         }
@@ -1177,10 +1197,17 @@ pub fn message(data: &[u8]) {
                 Message::Primary(l) => format!("primary {l}"),
                 Message::RecoveryRate(r) => format!("recovery_rate {r}"),
                 Message::Stats => "stats".to_string(),
-                Message::Verify(None) => "verify".to_string(),
-                Message::Verify(Some(l)) => format!("verify {l}"),
+                Message::Verify { leg, check } => {
+                    let name = if check { "verify check" } else { "verify" };
+                    match leg {
+                        Some(l) => format!("{name} {l}"),
+                        None => name.to_string(),
+                    }
+                }
                 Message::VerifyCancel => "verify cancel".to_string(),
             };
+            // Display (what fracturectl sends) prints the same words.
+            assert_eq!(m.to_string(), text);
             let w: Vec<&str> = text.split(' ').collect();
             assert_eq!(Message::parse(&w, nr_legs), Ok(m));
         }
@@ -1509,6 +1536,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ("verify", 3, "verify"),
         ("verify-leg", 3, "verify 2"),
         ("verify-cancel", 2, "verify cancel"),
+        ("verify-check", 3, "verify check"),
+        ("verify-check-leg", 3, "verify check 1"),
+        ("verify-check-cancel", 2, "verify check cancel"),
     ] {
         add(
             "message",

@@ -206,6 +206,8 @@ pub(crate) enum VerifyMark {
     /// The region is marked on the leg; `split`: the leg was in sync and
     /// is split now.
     Marked { split: bool },
+    /// A `verify check`: the finding counts, nothing was marked.
+    Found,
     /// The leg is neither in sync nor fractured any more (or became the
     /// primary): not compared further.
     LegGone,
@@ -1561,8 +1563,10 @@ impl Shared {
     /// may be losing writes. Nothing is marked if `primary` is not the
     /// healthy primary any more, or a failure that may move it is
     /// pending: what was read from it may be stale. The caller flushes the
-    /// leg if it was split, and commits.
-    pub(crate) fn verify_mismatch(&self, leg: u32, region: u64, primary: u32) -> VerifyMark {
+    /// leg if it was split, and commits. With `check` (`verify check`)
+    /// the same holds for whether the finding counts, but nothing is
+    /// marked and no leg split: the primary may be the leg that is wrong.
+    pub(crate) fn verify_mismatch(&self, leg: u32, region: u64, primary: u32, check: bool) -> VerifyMark {
         let mut st = self.state.lock();
         if st.sb.primary_leg != primary
             || self.primary_failed.load(Ordering::Acquire)
@@ -1574,6 +1578,7 @@ impl Shared {
             return VerifyMark::LegGone;
         }
         let split = match st.sb.leg(leg).state {
+            LegState::InSync | LegState::Fractured if check => return VerifyMark::Found,
             LegState::InSync => self.fracture_locked(&mut st, leg, true),
             LegState::Fractured => false,
             LegState::Recovering | LegState::Failed => return VerifyMark::LegGone,

@@ -879,7 +879,7 @@ impl Target for Fracture {
                 self.recovery.kick(&self.rec_waker, 0);
                 Ok(())
             }
-            Message::Verify(leg) => {
+            Message::Verify { leg, check } => {
                 let asked = leg.map_or((1u32 << self.nr_legs()) - 1, |l| 1 << l);
                 let legs = self.shared.in_sync_secondaries(asked);
                 if let Some(l) = leg.filter(|_| legs == 0) {
@@ -903,12 +903,13 @@ impl Target for Fracture {
                     return Err(EINVAL);
                 }
                 let regions = self.shared.geometry().nr_regions();
-                match self.recovery.start_verify(&self.rec_waker, legs, regions) {
+                match self.recovery.start_verify(&self.rec_waker, legs, regions, check) {
                     Ok(()) => Ok(()),
-                    Err(VerifyRefused::Running(l)) => {
+                    Err(VerifyRefused::Running(p)) => {
                         crate::dm_err!(
-                            "a verify of legs {:#x} is running: wait for it, or stop it with `verify cancel`",
-                            l
+                            "a {} of legs {:#x} is running: wait for it, or stop it with `verify cancel`",
+                            p.name(),
+                            p.legs
                         );
                         Err(EBUSY)
                     }
@@ -918,11 +919,17 @@ impl Target for Fracture {
             Message::VerifyCancel => match self.recovery.cancel_verify(&self.rec_waker) {
                 Ok(p) => {
                     crate::dm_info!(
-                        "verify of legs {:#x} cancelled: {} of {} leg-regions compared, {} differed (they stay marked out of sync)",
+                        "{} of legs {:#x} cancelled: {} of {} leg-regions compared, {} differed ({})",
+                        p.name(),
                         p.legs,
                         p.done,
                         p.total,
-                        p.mismatches
+                        p.mismatches,
+                        if p.check {
+                            "nothing was marked"
+                        } else {
+                            "they stay marked out of sync"
+                        }
                     );
                     Ok(())
                 }
@@ -1122,11 +1129,13 @@ impl Fracture {
         };
         write!(out, " {}", meta)?;
         let v = self.recovery.verify_progress();
-        let state = match v.state {
-            VerifyState::None => return out.write_str(" -"),
-            VerifyState::Running => "verifying",
-            VerifyState::Done => "verified",
-            VerifyState::Cancelled => "cancelled",
+        let state = match (v.state, v.check) {
+            (VerifyState::None, _) => return out.write_str(" -"),
+            (VerifyState::Running, false) => "verifying",
+            (VerifyState::Running, true) => "checking",
+            (VerifyState::Done, false) => "verified",
+            (VerifyState::Done, true) => "checked",
+            (VerifyState::Cancelled, _) => "cancelled",
         };
         write!(out, " {}:", state)?;
         let mut first = true;

@@ -13,7 +13,8 @@
 //! `probe_interval` seconds and starts their recovery when a write works
 //! again, and runs the online `verify`: in-sync secondaries compared with
 //! the primary region by region, a region that differs set in the leg's
-//! fracture bitmap (the leg split), for a `rejoin` to copy.
+//! fracture bitmap (the leg split), for a `rejoin` to copy. `verify check`
+//! compares the same way and only counts the regions that differ.
 
 use super::metadata::{legs_of, Shared, VerifyMark, COPY_SLOTS};
 use crate::dm::io::MAX_BUFFER_BYTES;
@@ -75,22 +76,41 @@ pub(crate) struct VerifyProgress {
     pub(crate) state: VerifyState,
     /// Moves on with every `verify` started.
     generation: u64,
+    /// `verify check`: regions found different are counted, not marked.
+    pub(crate) check: bool,
     /// The legs asked for.
     pub(crate) legs: u32,
     /// Leg-regions compared (one per leg and region).
     pub(crate) done: u64,
     /// Leg-regions to compare.
     pub(crate) total: u64,
-    /// Leg-regions found different (or unreadable on the leg).
+    /// Leg-regions found different (or unreadable on the leg); marked out
+    /// of sync unless `check`.
     pub(crate) mismatches: u64,
     /// Leg-regions not compared: host writes to them kept racing.
     pub(crate) skipped: u64,
 }
 
+impl VerifyProgress {
+    /// What the kernel log calls this verify.
+    pub(crate) fn name(&self) -> &'static str {
+        verify_name(self.check)
+    }
+}
+
+/// What the kernel log calls a verify, or a `verify check`.
+fn verify_name(check: bool) -> &'static str {
+    if check {
+        "verify check"
+    } else {
+        "verify"
+    }
+}
+
 /// Why a `verify` cannot start or be cancelled.
 pub(crate) enum VerifyRefused {
-    /// One is running.
-    Running(u32),
+    /// One is running: its progress.
+    Running(VerifyProgress),
     /// None is running.
     NotRunning,
 }
@@ -152,6 +172,7 @@ impl Recovery {
                     VerifyProgress {
                         state: VerifyState::None,
                         generation: 0,
+                        check: false,
                         legs: 0,
                         done: 0,
                         total: 0,
@@ -186,17 +207,25 @@ impl Recovery {
         waker.wake();
     }
 
-    /// Starts a `verify` of the in-sync secondaries `legs` (the thread
-    /// picks it up), over `nr_regions` regions each.
-    pub(crate) fn start_verify(&self, waker: &Waker, legs: u32, nr_regions: u64) -> Result<(), VerifyRefused> {
+    /// Starts a `verify` (with `check`: a `verify check`) of the in-sync
+    /// secondaries `legs` (the thread picks it up), over `nr_regions`
+    /// regions each.
+    pub(crate) fn start_verify(
+        &self,
+        waker: &Waker,
+        legs: u32,
+        nr_regions: u64,
+        check: bool,
+    ) -> Result<(), VerifyRefused> {
         {
             let mut v = self.verify.lock();
             if v.state == VerifyState::Running {
-                return Err(VerifyRefused::Running(v.legs));
+                return Err(VerifyRefused::Running(*v));
             }
             *v = VerifyProgress {
                 state: VerifyState::Running,
                 generation: v.generation + 1,
+                check,
                 legs,
                 done: 0,
                 total: nr_regions * u64::from(legs.count_ones()),
@@ -208,7 +237,8 @@ impl Recovery {
         Ok(())
     }
 
-    /// Stops the running `verify` (what it found so far stays marked).
+    /// Stops the running `verify` (what it found so far stays marked) or
+    /// `verify check`.
     pub(crate) fn cancel_verify(&self, waker: &Waker) -> Result<VerifyProgress, VerifyRefused> {
         let p = {
             let mut v = self.verify.lock();
@@ -290,6 +320,10 @@ struct VerifyRun {
     legs: u32,
     /// Legs this verify split (they stay compared while fractured).
     split: u32,
+    /// `verify check`: mark nothing, split nothing, write no metadata.
+    check: bool,
+    /// Legs this check found different (for one log line per leg).
+    differed: u32,
     /// The primary when it started: a failover ends it.
     primary: u32,
     /// The next region.
@@ -672,21 +706,30 @@ impl<'a> Worker<'a> {
         let mut run = match self.verify.take() {
             Some(run) if run.generation == progress.generation => run,
             _ => {
+                let name = progress.name();
                 let (Ok(ours), Ok(theirs)) = (Block::with_len(VERIFY_CHUNK), Block::with_len(VERIFY_CHUNK))
                 else {
-                    crate::dm_err!("verify: out of memory; verify stopped");
+                    crate::dm_err!("{}: out of memory; {} stopped", name, name);
                     self.end_verify(progress.generation, VerifyState::Cancelled);
                     return None;
                 };
                 crate::dm_info!(
-                    "verify of legs {:#x} started: {} regions to compare with the primary's",
+                    "{} of legs {:#x} started: {} regions to compare with the primary's{}",
+                    name,
                     progress.legs,
-                    nr_regions
+                    nr_regions,
+                    if progress.check {
+                        " (compare only: nothing is marked, no leg split)"
+                    } else {
+                        ""
+                    }
                 );
                 VerifyRun {
                     generation: progress.generation,
                     legs: progress.legs,
                     split: 0,
+                    check: progress.check,
+                    differed: 0,
                     primary: shared.primary(),
                     cursor: 0,
                     tries: 0,
@@ -695,12 +738,18 @@ impl<'a> Worker<'a> {
                 }
             }
         };
+        let name = verify_name(run.check);
+        // A check writes no metadata but stops on a metadata failure too:
+        // one rule for both, and the device wants a table reload then
+        // (which forgets the check anyway).
         if shared.primary() != run.primary
             || shared.primary_failed.load(Ordering::Acquire)
             || shared.meta_failed.load(Ordering::Acquire)
         {
             crate::dm_warn!(
-                "verify: the primary failed or changed, or the metadata failed: verify stopped at region {}",
+                "{}: the primary failed or changed, or the metadata failed: {} stopped at region {}",
+                name,
+                name,
                 run.cursor
             );
             self.end_verify(run.generation, VerifyState::Cancelled);
@@ -714,19 +763,37 @@ impl<'a> Worker<'a> {
                 .fold(0, |m, l| m | (1 << l));
         if keep != run.legs {
             crate::dm_warn!(
-                "verify: legs {:#x} left sync (or were rejoined) at region {}: not compared further",
+                "{}: legs {:#x} left sync (or were rejoined) at region {}: not compared further",
+                name,
                 run.legs & !keep,
                 run.cursor
             );
             run.legs = keep;
         }
         if run.legs == 0 {
-            crate::dm_warn!("verify: no leg left to compare; verify stopped");
+            crate::dm_warn!("{}: no leg left to compare; {} stopped", name, name);
             self.end_verify(run.generation, VerifyState::Cancelled);
             return None;
         }
         if run.cursor >= nr_regions {
             let p = self.end_verify(run.generation, VerifyState::Done)?;
+            if p.check {
+                crate::dm_info!(
+                    "verify check of legs {:#x} done: {} of {} leg-regions compared, {} differed, {} skipped (a check: nothing marked, no leg split)",
+                    p.legs,
+                    p.done,
+                    p.total,
+                    p.mismatches,
+                    p.skipped
+                );
+                // A line of its own: log lines are cut at 200 bytes.
+                if p.mismatches != 0 {
+                    crate::dm_warn!(
+                        "verify check: the legs differ; if the primary may be the wrong one, do not `verify` (it splits the secondaries)"
+                    );
+                }
+                return None;
+            }
             crate::dm_info!(
                 "verify of legs {:#x} done: {} of {} leg-regions compared, {} differed{}, {} skipped",
                 p.legs,
@@ -818,7 +885,8 @@ impl<'a> Worker<'a> {
         }
         if primary_unread {
             crate::dm_warn!(
-                "verify: the primary could not be read in region {}: region not compared",
+                "{}: the primary could not be read in region {}: region not compared",
+                name,
                 region
             );
         }
@@ -826,6 +894,8 @@ impl<'a> Worker<'a> {
         // primary could not be read).
         let mut found = 0;
         let mut split = 0;
+        // Legs a check finds different for the first time.
+        let mut first = 0;
         for leg in legs_of(differ | unread) {
             // A host write to the region of a split leg, done before the
             // comparison began, set the bit after the look above: out of
@@ -833,7 +903,7 @@ impl<'a> Worker<'a> {
             if shared.region_dirty(leg, region) {
                 continue;
             }
-            match shared.verify_mismatch(leg, region, run.primary) {
+            match shared.verify_mismatch(leg, region, run.primary, run.check) {
                 VerifyMark::Marked { split: s } => {
                     if unread & (1 << leg) != 0 {
                         crate::dm_warn!(
@@ -848,6 +918,19 @@ impl<'a> Worker<'a> {
                         split |= 1 << leg;
                     }
                 }
+                VerifyMark::Found => {
+                    if unread & (1 << leg) != 0 {
+                        crate::dm_warn!(
+                            "verify check: leg {} ({}) could not be read in region {}: counted as different, nothing marked",
+                            leg,
+                            r.legs[leg as usize].dev.name(),
+                            region
+                        );
+                    } else if run.differed & (1 << leg) == 0 {
+                        first |= 1 << leg;
+                    }
+                    found += 1;
+                }
                 VerifyMark::LegGone => run.legs &= !(1 << leg),
                 VerifyMark::Stale => {
                     // Looked at again at the next step (which stops the
@@ -857,6 +940,17 @@ impl<'a> Worker<'a> {
                 }
             }
         }
+        // Once per leg: a primary that lost writes makes every region it
+        // lost differ, on every leg.
+        for leg in legs_of(first) {
+            crate::dm_warn!(
+                "verify check: leg {} ({}) differs from the primary in region {} (its first such region; nothing is marked, no leg split)",
+                leg,
+                r.legs[leg as usize].dev.name(),
+                region
+            );
+        }
+        run.differed |= first;
         for leg in legs_of(split) {
             crate::dm_warn!(
                 "verify: leg {} ({}) differs from the primary in region {}: leg split, the regions where it differs are marked out of sync (rejoin it to copy them)",
@@ -873,7 +967,8 @@ impl<'a> Worker<'a> {
             shared.fracture_noted();
         }
         run.split |= split;
-        if found != 0 && shared.commit().seq.is_none() {
+        // A check marked nothing: nothing to write.
+        if found != 0 && !run.check && shared.commit().seq.is_none() {
             crate::dm_err!(
                 "verify: cannot write the regions found different to the metadata: verify stopped"
             );

@@ -21,12 +21,28 @@ pub enum Message {
     RecoveryRate(u64),
     /// `stats`: print the target's counters as the message's reply.
     Stats,
-    /// `verify [<leg>]`: compare an in-sync secondary (every in-sync
-    /// secondary if `None`) with the primary, region by region.
-    Verify(Option<u32>),
-    /// `verify cancel`: stop a running verify.
+    /// `verify [check] [<leg>]`: compare an in-sync secondary with the
+    /// primary, region by region.
+    Verify {
+        /// The leg; `None`: every in-sync secondary.
+        leg: Option<u32>,
+        /// `verify check`: only count the regions that differ (mark none,
+        /// split no leg), for when the primary may be the leg that is wrong.
+        check: bool,
+    },
+    /// `verify cancel`: stop a running verify (or check).
     VerifyCancel,
 }
+
+/// How a plain `verify` is used (the refusal of too many words).
+const VERIFY_USAGE: &str = "verify [<leg>|cancel] or verify check [<leg>]";
+
+/// How `verify check` is used.
+const VERIFY_CHECK_USAGE: &str = "verify check [<leg>]";
+
+/// `verify check cancel`: a check is stopped like any verify.
+const VERIFY_CHECK_CANCEL_USAGE: &str =
+    "verify check [<leg>] (a running check is stopped with `verify cancel`)";
 
 /// The messages, for "unknown message" replies.
 pub const KNOWN: &str = "fracture, rejoin, rebuild, primary, recovery_rate, stats, verify";
@@ -79,6 +95,29 @@ fn leg_number<'a>(value: &'a str, nr_legs: u32) -> Result<u32, MessageError<'a>>
     }
 }
 
+/// The message's words, separated by single spaces: what
+/// [`Message::parse`] reads back as the same message.
+impl core::fmt::Display for Message {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Fracture(l) => write!(f, "fracture {l}"),
+            Self::Rejoin(l) => write!(f, "rejoin {l}"),
+            Self::Rebuild(l) => write!(f, "rebuild {l}"),
+            Self::Primary(l) => write!(f, "primary {l}"),
+            Self::RecoveryRate(r) => write!(f, "recovery_rate {r}"),
+            Self::Stats => f.write_str("stats"),
+            Self::Verify { leg, check } => {
+                f.write_str(if check { "verify check" } else { "verify" })?;
+                match leg {
+                    Some(l) => write!(f, " {l}"),
+                    None => Ok(()),
+                }
+            }
+            Self::VerifyCancel => f.write_str("verify cancel"),
+        }
+    }
+}
+
 impl Message {
     /// Parses the words of a message for a target with `nr_legs` legs.
     pub fn parse<'a>(words: &[&'a str], nr_legs: u32) -> Result<Self, MessageError<'a>> {
@@ -112,10 +151,27 @@ impl Message {
                 _ => Err(MessageError::Usage("stats")),
             },
             "verify" => match rest {
-                [] => Ok(Self::Verify(None)),
+                [] => Ok(Self::Verify {
+                    leg: None,
+                    check: false,
+                }),
                 ["cancel"] => Ok(Self::VerifyCancel),
-                [leg] => Ok(Self::Verify(Some(leg_number(leg, nr_legs)?))),
-                _ => Err(MessageError::Usage("verify [<leg>|cancel]")),
+                ["check"] => Ok(Self::Verify {
+                    leg: None,
+                    check: true,
+                }),
+                // Not a leg named "cancel": say how a check is stopped.
+                ["check", "cancel"] => Err(MessageError::Usage(VERIFY_CHECK_CANCEL_USAGE)),
+                ["check", leg] => Ok(Self::Verify {
+                    leg: Some(leg_number(leg, nr_legs)?),
+                    check: true,
+                }),
+                ["check", ..] => Err(MessageError::Usage(VERIFY_CHECK_USAGE)),
+                [leg] => Ok(Self::Verify {
+                    leg: Some(leg_number(leg, nr_legs)?),
+                    check: false,
+                }),
+                _ => Err(MessageError::Usage(VERIFY_USAGE)),
             },
             other => Err(MessageError::Unknown(other)),
         }
@@ -197,23 +253,85 @@ mod tests {
                 })
             );
         }
-        assert_eq!(Message::parse(&["verify"], 3), Ok(Message::Verify(None)));
-        assert_eq!(Message::parse(&["verify", "2"], 3), Ok(Message::Verify(Some(2))));
+        let verify = |leg, check| Ok(Message::Verify { leg, check });
+        assert_eq!(Message::parse(&["verify"], 3), verify(None, false));
+        assert_eq!(Message::parse(&["verify", "2"], 3), verify(Some(2), false));
         assert_eq!(Message::parse(&["verify", "cancel"], 3), Ok(Message::VerifyCancel));
+        assert_eq!(Message::parse(&["verify", "check"], 3), verify(None, true));
         assert_eq!(
-            Message::parse(&["verify", "3"], 3),
-            Err(MessageError::BadLeg {
-                value: "3",
-                nr_legs: 3
-            })
+            Message::parse(&["verify", "check", "1"], 3),
+            verify(Some(1), true)
+        );
+        for bad in [&["verify", "3"][..], &["verify", "check", "3"]] {
+            assert_eq!(
+                Message::parse(bad, 3),
+                Err(MessageError::BadLeg {
+                    value: "3",
+                    nr_legs: 3
+                })
+            );
+        }
+        for bad in [
+            &["verify", "1", "2"][..],
+            &["verify", "1", "check"],
+            &["verify", "cancel", "1"],
+            &["verify", "cancel", "check"],
+        ] {
+            assert_eq!(
+                Message::parse(bad, 3),
+                Err(MessageError::Usage(VERIFY_USAGE)),
+                "{bad:?}"
+            );
+        }
+        for bad in [
+            &["verify", "check", "1", "2"][..],
+            &["verify", "check", "check", "1"],
+        ] {
+            assert_eq!(
+                Message::parse(bad, 3),
+                Err(MessageError::Usage(VERIFY_CHECK_USAGE)),
+                "{bad:?}"
+            );
+        }
+        let e = Message::parse(&["verify", "check", "cancel"], 3).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "usage: verify check [<leg>] (a running check is stopped with `verify cancel`)"
         );
         assert_eq!(
-            Message::parse(&["verify", "1", "2"], 3),
-            Err(MessageError::Usage("verify [<leg>|cancel]"))
+            Message::parse(&["verify", "check", "x"], 3),
+            Err(MessageError::BadLeg {
+                value: "x",
+                nr_legs: 3
+            })
         );
         assert_eq!(
             Message::parse(&["rejoin", "2"], 2).unwrap_err().to_string(),
             "invalid leg '2': legs are 0..1"
         );
+    }
+
+    /// Every message printed is its words: it parses back to itself.
+    #[test]
+    fn round_trips() {
+        let verify = |leg, check| Message::Verify { leg, check };
+        let all = [
+            (Message::Fracture(1), "fracture 1"),
+            (Message::Rejoin(2), "rejoin 2"),
+            (Message::Rebuild(0), "rebuild 0"),
+            (Message::Primary(8), "primary 8"),
+            (Message::RecoveryRate(2048), "recovery_rate 2048"),
+            (Message::Stats, "stats"),
+            (verify(None, false), "verify"),
+            (verify(Some(2), false), "verify 2"),
+            (verify(None, true), "verify check"),
+            (verify(Some(1), true), "verify check 1"),
+            (Message::VerifyCancel, "verify cancel"),
+        ];
+        for (m, text) in all {
+            assert_eq!(m.to_string(), text);
+            let words: std::vec::Vec<&str> = text.split(' ').collect();
+            assert_eq!(Message::parse(&words, 9), Ok(m), "{text}");
+        }
     }
 }

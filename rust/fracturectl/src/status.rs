@@ -56,11 +56,16 @@ pub struct Recovery {
     pub total: u64,
 }
 
-/// The current or last online verify (`dmsetup message <dev> 0 verify`).
+/// The verify states of the status line: running, done, and the same for
+/// `verify check`, then stopped.
+pub const VERIFY_STATES: [&str; 5] = ["verifying", "verified", "checking", "checked", "cancelled"];
+
+/// The current or last online verify (`dmsetup message <dev> 0 verify`)
+/// or check (`verify check`).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Verify {
-    /// `none` (none since the table was loaded), `verifying`, `verified`
-    /// or `cancelled`.
+    /// `none` (none since the table was loaded), `verifying`, `verified`,
+    /// `checking`, `checked` (a `verify check`) or `cancelled`.
     pub state: String,
     /// The legs compared with the primary.
     pub legs: Vec<u32>,
@@ -68,8 +73,8 @@ pub struct Verify {
     pub done: u64,
     /// Leg-regions to compare.
     pub total: u64,
-    /// Leg-regions found different from the primary (now marked out of
-    /// sync: a `rejoin` copies them).
+    /// Leg-regions found different from the primary (after a verify,
+    /// marked out of sync: a `rejoin` copies them; a check marks nothing).
     pub mismatches: u64,
     /// Leg-regions not compared (discarded since the table was loaded, host
     /// writes kept racing, or the primary could not be read).
@@ -254,7 +259,9 @@ pub fn parse(
         },
         Some(v) => {
             let f: Vec<&str> = v.split(':').collect();
-            if f.len() != 5 || !["verifying", "verified", "cancelled"].contains(&f[0]) {
+            // `checking`/`checked` only from a module with `verify check`;
+            // an older one prints the others alone.
+            if f.len() != 5 || !VERIFY_STATES.contains(&f[0]) {
                 return Err(bad("verify field"));
             }
             let (done, total) = f[2].split_once('/').ok_or_else(|| bad("verify progress"))?;
@@ -353,9 +360,23 @@ mod tests {
         assert_eq!(m.verify.state, "verifying");
         assert_eq!(m.verify.legs, vec![1]);
         assert_eq!((m.verify.done, m.verify.total, m.verify.mismatches, m.verify.skipped), (40, 128, 3, 2));
+        // `verify check`: the legs stay in sync whatever it finds.
+        let m = p("2 AA 0 128/128 128/128 0 idle rw checking:1:40/128:3:2").unwrap();
+        assert_eq!(m.verify.state, "checking");
+        assert_eq!((m.verify.done, m.verify.total, m.verify.mismatches, m.verify.skipped), (40, 128, 3, 2));
+        let m = p("2 AA 0 128/128 128/128 0 idle rw checked:1:128/128:1:0").unwrap();
+        assert_eq!(m.verify.state, "checked");
+        assert_eq!(m.verify.legs, vec![1]);
+        assert_eq!((m.verify.done, m.verify.mismatches), (128, 1));
+        for st in VERIFY_STATES {
+            assert_eq!(p(&format!("2 AA 0 128/128 128/128 0 idle rw {st}:1:0/128:0:0")).unwrap().verify.state, st);
+        }
         for bad in [
             "2 AA 0 128/128 128/128 0 idle rw verifying",
-            "2 AA 0 128/128 128/128 0 idle rw checking:1:1/2:0:0",
+            "2 AA 0 128/128 128/128 0 idle rw checking",
+            "2 AA 0 128/128 128/128 0 idle rw none:1:1/2:0:0",
+            "2 AA 0 128/128 128/128 0 idle rw check:1:1/2:0:0",
+            "2 AA 0 128/128 128/128 0 idle rw checked:1:1/2:0",
             "2 AA 0 128/128 128/128 0 idle rw verified:1:1/2:x:0",
             "2 AA 0 128/128 128/128 0 idle rw verified:1:12:0:0",
             "2 AA 0 128/128 128/128 0 idle rw verified:a:1/2:0:0",

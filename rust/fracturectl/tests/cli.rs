@@ -45,6 +45,20 @@ fn every_command_has_help_with_examples() {
 }
 
 #[test]
+fn verify_help_documents_check_and_exit_codes() {
+    let (rc, out, _) = run(&["verify", "--help"]);
+    assert_eq!(rc, 0);
+    for want in [
+        "--check",
+        "Compare only",
+        "Exit code: 0 once the verify started",
+        "fracturectl verify m0 --check --wait",
+    ] {
+        assert!(out.contains(want), "verify --help lacks '{want}':\n{out}");
+    }
+}
+
+#[test]
 fn version() {
     let (rc, out, _) = run(&["--version"]);
     assert_eq!(rc, 0);
@@ -60,6 +74,7 @@ fn usage_errors_exit_2_on_stderr() {
         &["wait", "m0"],
         &["verify", "m0", "1", "--cancel"],
         &["verify", "m0", "--wait", "--cancel"],
+        &["verify", "m0", "--check", "--cancel"],
         &["bogus"],
         &["activate"],
         &["activate", "m0", "--all"],

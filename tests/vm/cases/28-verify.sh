@@ -7,6 +7,8 @@
 # split, and `rejoin` copies exactly those regions. Host writes racing with
 # the comparison cause no false mismatch. Progress and result in status;
 # rate-limited like recovery; survives suspend/resume; bad requests refused.
+# `verify check [<leg>]` compares the same way and only counts: nothing
+# marked, no leg split, no metadata written.
 . "$FRACTURE_VM/lib.sh"
 py_start
 
@@ -16,12 +18,13 @@ linear_over v1 /dev/ram2
 create vf "$(fracture_table $L /dev/ram0 $R /dev/ram1 /dev/mapper/v1 /dev/ram3)"
 dd if=/dev/urandom of=/dev/mapper/vf bs=1M count=64 oflag=direct status=none
 
-# wait_verify <dev>: until the verify field is no longer `verifying:...`.
+# wait_verify <dev>: until the verify field is no longer `verifying:...`
+# (or `checking:...`).
 wait_verify() {
 	local i v
 	for ((i = 0; i < 1800; i++)); do
 		v=$(verify_of "$1")
-		[[ "$v" == verifying:* ]] || return 0
+		[[ "$v" == verifying:* || "$v" == checking:* ]] || return 0
 		sleep 0.1
 	done
 	fail "$1: verify still running after 180 s: $v"
@@ -41,6 +44,80 @@ assert_eq "" "$(logged_regions /dev/ram0 1)$(logged_regions /dev/ram0 2)" "bits"
 dmesg | grep -q "verify of legs 0x6 done: 256 of 256 leg-regions compared, 0 differed" || fail "no summary in the log"
 fracturectl status vf | tee /tmp/fst
 grep -q "verify verified (leg 1,2): 256/256 leg-regions compared (100%), 0 differed" /tmp/fst || fail "fracturectl status verify line"
+
+step "verify check: a leg changed behind the mirror's back is counted, nothing marked or split; verify then splits it"
+# The initial write's regions must have left the write-intent log first:
+# the split by the `verify 1` at the end marks the regions still in it,
+# and clearing them writes metadata.
+for ((i = 0; i < 600; i++)); do
+	[ "$(status_field vf 7)" = 0 ] && break
+	sleep 0.1
+done
+assert_eq 0 "$(status_field vf 7)" "intent regions before the check"
+sleep 1 # the commit that cleared them
+m0=$(stat_of vf metadata_writes)
+dmesg -C
+dmsetup message vf 0 verify check
+wait_verify vf
+assert_eq "checked:1,2:256/256:0:0" "$(verify_of vf)" "check of identical legs"
+dmesg | grep -q "verify check of legs 0x6 done: 256 of 256 leg-regions compared, 0 differed, 0 skipped (a check: nothing marked, no leg split)" ||
+	fail "no check summary in the log"
+dd if=/dev/urandom of=/dev/ram2 bs=512 seek=$((40 * R + 16)) count=8 oflag=direct status=none
+dmesg -C
+ev0=$(event_nr vf)
+dmsetup message vf 0 verify check 1
+wait_verify vf
+assert_eq "checked:1:128/128:1:0" "$(verify_of vf)" "check of a leg changed behind the mirror"
+assert_eq "AAA" "$(health_of vf)" "health: a check splits nothing"
+assert_eq "128/128" "$(status_field vf 5)" "in-sync count of leg 1"
+assert_eq "" "$(logged_regions /dev/ram0 1)$(logged_regions /dev/ram0 2)" "bits: a check marks nothing"
+[ "$(event_nr vf)" -gt "$ev0" ] || fail "no dm event at the end of the check"
+dmesg | grep -q "verify check: leg 1 (.*) differs from the primary in region 40 (its first such region; nothing is marked" ||
+	fail "no log line for the difference"
+dmesg | grep -q "verify check of legs 0x2 done: 128 of 128 leg-regions compared, 1 differed, 0 skipped (a check: nothing marked, no leg split)" ||
+	fail "no check summary in the log"
+dmesg | grep -q "verify check: the legs differ; if the primary may be the wrong one, do not .verify." || fail "no hint in the log"
+# With fracturectl: exit 1 when regions differ, as for a verify.
+rc=0
+fracturectl verify vf 1 --check --wait >/tmp/fv.out 2>/tmp/fv.err || rc=$?
+cat /tmp/fv.out /tmp/fv.err
+assert_eq 1 "$rc" "fracturectl verify --check --wait exit code (legs differ)"
+grep -q "vf: verify checked (leg 1): 128/128 leg-regions compared, 1 differed, 0 skipped" /tmp/fv.out || fail "fracturectl check result line"
+grep -q "nothing was marked or split" /tmp/fv.err || fail "fracturectl check hint"
+fracturectl status vf | tee /tmp/fst
+grep -q "verify checked (leg 1): 128/128 leg-regions compared (100%), 1 differed (nothing marked" /tmp/fst ||
+	fail "fracturectl status check line"
+# A running check refuses another verify; `verify check cancel` is refused;
+# `verify cancel` stops it.
+dmsetup message vf 0 recovery_rate 4096
+dmsetup message vf 0 verify check
+sleep 1
+v=$(verify_of vf)
+echo "after 1 s at 4 MiB/s: $v"
+[[ "$v" =~ ^checking:1,2:[0-9]+/256:0:0$ ]] || fail "check progress field '$v'"
+dmesg -C
+dmsetup message vf 0 verify 1 2>/dev/null && fail "a verify started during a check"
+dmesg | grep -q "a verify check of legs 0x6 is running: wait for it, or stop it with .verify cancel." || fail "reason for EBUSY"
+dmsetup message vf 0 verify check cancel 2>/dev/null && fail "verify check cancel accepted"
+dmesg | grep -q "usage: verify check \[<leg>\] (a running check is stopped with .verify cancel.)" || fail "reason for verify check cancel"
+dmsetup message vf 0 verify cancel
+v=$(verify_of vf)
+[[ "$v" =~ ^cancelled:1,2:[0-9]+/256:0:0$ ]] || fail "after cancel: '$v'"
+dmesg | grep -q "verify check of legs 0x6 cancelled: .* (nothing was marked)" || fail "no cancel log line"
+dmsetup message vf 0 recovery_rate 0
+assert_eq "AAA" "$(health_of vf)" "health after the checks"
+assert_eq "$m0" "$(stat_of vf metadata_writes)" "metadata writes by the checks"
+# A plain verify splits the leg and marks the region, as ever.
+dmesg -C
+dmsetup message vf 0 verify 1
+wait_verify vf
+assert_eq "verified:1:128/128:1:0" "$(verify_of vf)" "verify after the check"
+assert_eq "AFA" "$(health_of vf)" "health: the verify splits the leg"
+assert_eq "40" "$(logged_regions /dev/ram0 1)" "region marked by the verify"
+dmesg | grep -q "verify: leg 1 (.*) differs from the primary in region 40: leg split" || fail "no log line for the split"
+dmsetup message vf 0 rejoin 1
+wait_health vf AAA 60
+legs_identical $L /dev/ram1 /dev/ram2 /dev/ram3
 
 step "rate-limited like recovery; progress in status; a second verify is refused; cancel"
 dmsetup message vf 0 recovery_rate 4096

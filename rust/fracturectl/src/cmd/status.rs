@@ -116,10 +116,13 @@ pub fn print(m: &Mirror, eta: Option<u64>) {
             } else {
                 String::new()
             },
-            if v.mismatches != 0 {
-                " (marked out of sync: rejoin the leg)"
-            } else {
-                ""
+            match (v.mismatches, v.state.as_str()) {
+                (0, _) => "",
+                // A check marks nothing: the primary may be the wrong leg.
+                (_, "checking" | "checked") => " (nothing marked: find out which leg is wrong)",
+                // The status line does not say which of the two it was.
+                (_, "cancelled") => " (marked out of sync if it was a verify, not a check)",
+                _ => " (marked out of sync: rejoin the leg)",
             }
         );
     }
