@@ -173,7 +173,7 @@ fi
 # Crash consistency with real guest crashes: a series of boots, each crashed
 # at a random moment of a write load (tests/vm/crash.sh; a boot of the debug
 # kernel takes ~40 s under TCG, so only FRACTURE_CRASH_POINTS, default 2,
-# here: case 22 adds 20 crash points inside the suite's guest, and
+# here: case 22 adds 10 crash points inside the suite's guest, and
 # `make crash-soak` runs many). One more case.
 crash_ok=skip
 if [ -z "$pattern" ] || [[ crash == *$pattern* ]]; then
