@@ -11,6 +11,8 @@
 #   make check      host unit tests + VM suite on the debug kernel
 #   make bench      benchmarks in a VM on the non-debug kernel (not a test)
 #   make crash-soak crash consistency with POINTS guest crashes (default 100)
+#   make soak       MINUTES (default 10) of load, random faults, suspends,
+#                   reloads and crashes in a debug guest (SEED to replay)
 #   make report     reliability figures of the last make check
 #   make fuzz       fuzz the shared crate's decoders and parsers on the host,
 #                   EXECS inputs per target (default 1000000)
@@ -19,7 +21,7 @@ KDIR ?= $(shell scripts/kernel.sh path debug)
 LLVM ?= 1
 export LLVM
 
-.PHONY: all modules fracturectl clean setup kernel check test-host test-vm demo bench crash-soak fuzz report
+.PHONY: all modules fracturectl clean setup kernel check test-host test-vm demo bench crash-soak soak fuzz report
 
 all: modules
 
@@ -59,6 +61,12 @@ POINTS ?= 100
 crash-soak: kernel
 	$(MAKE) modules
 	tests/vm/crash.sh $(POINTS)
+
+MINUTES ?= 10
+SEED ?=
+soak: kernel
+	$(MAKE) modules
+	scripts/soak.sh $(MINUTES) $(SEED)
 
 EXECS ?= 1000000
 fuzz:

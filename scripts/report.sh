@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Prints the reliability figures of a test run: scenarios run, faults
-# injected, crash points, acknowledged writes checked, mismatches, fuzz
-# executions, kernel splats. Reads the run's folder (default: the newest
+# Prints the reliability figures of a test run: scenarios run, failure
+# matrix cells passed, faults injected, crash points, acknowledged writes
+# checked, mismatches, fuzz executions, kernel splats. Reads the run's folder (default: the newest
 # tests/results/*/ with figures): its `figures` file (lines "<name> <n>",
 # added to by the VM cases, tests/vm/crash.sh, scripts/fuzz.sh and
 # scripts/check.sh) and its cases.log.
@@ -24,6 +24,7 @@ bad=$(grep -c "^FAIL " "$dir/cases.log" 2>/dev/null)
 echo "dm-fracture reliability figures ($dir)"
 printf '  %-30s %s\n' "VM scenarios run" "$((ok + bad)) ($ok passed, $bad failed)"
 printf '  %-30s %s\n' "host tests passed" "$(sum host_tests)"
+printf '  %-30s %s\n' "failure matrix cells passed" "$(sum matrix_cells)"
 printf '  %-30s %s\n' "faults injected" "$(sum faults)"
 printf '  %-30s %s\n' "crash points" "$(sum crash_points)"
 printf '  %-30s %s\n' "acknowledged writes checked" "$(sum acked_checked)"

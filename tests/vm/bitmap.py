@@ -5,7 +5,12 @@ dm-fracture.rst). Used by the VM tests to compare the on-disk log with what
 was written; fracturectl dump will do this for users.
 
     bitmap.py <metadata-dev> <leg>|intent
+
+Reads with O_DIRECT: what the kernel wrote (around the page cache) is what
+is read, with no cache to drop first.
 """
+import mmap
+import os
 import struct
 import sys
 
@@ -16,8 +21,15 @@ BITS = (BLOCK - HEADER) * 8
 
 def main():
     dev, which = sys.argv[1], sys.argv[2]
-    with open(dev, "rb", buffering=0) as f:
-        sb = f.read(BLOCK)
+    fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, BLOCK)
+
+    def block(nr):
+        os.preadv(fd, [buf], nr * BLOCK)
+        return bytes(buf)
+
+    try:
+        sb = block(0)
         assert sb[32:40] == b"FRACTURE", "no superblock"
         nr_regions, = struct.unpack_from("<Q", sb, 56)
         nr_legs, = struct.unpack_from("<I", sb, 72)
@@ -27,8 +39,7 @@ def main():
         assert leg <= nr_legs
         out = []
         for idx in range(per_leg):
-            f.seek((1 + leg * per_leg + idx) * BLOCK)
-            payload = f.read(BLOCK)[HEADER:]
+            payload = block(1 + leg * per_leg + idx)[HEADER:]
             for byte_i, b in enumerate(payload):
                 if not b:
                     continue
@@ -37,6 +48,8 @@ def main():
                         r = idx * BITS + byte_i * 8 + bit
                         if r < nr_regions:
                             out.append(r)
+    finally:
+        os.close(fd)
     print(" ".join(map(str, out)))
 
 

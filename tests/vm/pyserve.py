@@ -14,7 +14,7 @@ Requests, the words of a helper's command line:
         SIGKILLs that child and reaps it (as `kill -9; wait` would);
     <helper.py> <args>...
         runs helper.main() with those arguments (ackload.py check,
-        bitmap.py, crashcheck.py, diffregions.py, legscmp.py).
+        bitmap.py, crashcheck.py, diffregions.py, dmctl.py, legscmp.py).
 
 Every answer is the helper's output, stdout and stderr in that order, then
 a line "rc <exit status>".
@@ -32,6 +32,7 @@ import badmeta  # noqa: E402
 import bitmap  # noqa: E402
 import crashcheck  # noqa: E402
 import diffregions  # noqa: E402
+import dmctl  # noqa: E402
 import legscmp  # noqa: E402
 
 HELPERS = {
@@ -40,6 +41,7 @@ HELPERS = {
     "bitmap.py": bitmap,
     "crashcheck.py": crashcheck,
     "diffregions.py": diffregions,
+    "dmctl.py": dmctl,
     "legscmp.py": legscmp,
 }
 
