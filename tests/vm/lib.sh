@@ -155,6 +155,16 @@ stat_of() {
 	done
 }
 
+# wait_no_late <dev>: until no late I/O (timed out, not completed by its
+# device yet) is left, in any table of the device.
+wait_no_late() {
+	for _ in $(seq 150); do
+		[ "$(stat_of "$1" late_ios)" = 0 ] && return 0
+		sleep 0.2
+	done
+	fail "$1: late I/Os left: $(stat_of "$1" late_ios)"
+}
+
 # count_words "<a b c>": number of words.
 count_words() {
 	wc -w <<<"$1" | tr -d ' '

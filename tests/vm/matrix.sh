@@ -232,14 +232,6 @@ mx_wait_field() {
 	fail "status field $1 '$(status_field mx "$1")' does not match /$2/ after $3 s (status: $(status_of mx))"
 }
 
-mx_wait_no_late() {
-	for _ in $(seq 150); do
-		[ "$(stat_of mx late_ios)" = 0 ] && return 0
-		sleep 0.2
-	done
-	fail "late I/Os left: $(stat_of mx late_ios)"
-}
-
 # mx_verify <leg>: runs a verify of the leg to its end; the result field
 # into $v.
 mx_verify() {
@@ -272,7 +264,7 @@ mx_acked() {
 # the primary back to leg 0.
 mx_heal() {
 	local i st l
-	mx_wait_no_late
+	wait_no_late mx
 	dmc message mx recovery_rate 0
 	for ((i = 0; i < 600; i++)); do
 		status_words mx

@@ -22,14 +22,6 @@ timed_w() {
 	t=$(($(now_ms) - t0))
 	echo "$3 writes $4 took ${t} ms"
 }
-# wait_no_late <dev>: until the late I/Os (of every table) are done.
-wait_no_late() {
-	for _ in $(seq 150); do
-		[ "$(stat_of "$1" late_ios)" = 0 ] && return 0
-		sleep 0.2
-	done
-	fail "$1: late I/Os left: $(stat_of "$1" late_ios)"
-}
 
 step "table line: io_timeout is kept, and its range checked"
 linear_over s /dev/ram2
