@@ -16,6 +16,7 @@ PKGS=(
 	clang lld llvm libclang-dev
 	qemu-system-x86 udev busybox-static
 	dmsetup lvm2 mdadm fio e2fsprogs util-linux
+	gnuplot-nox # the chart of make bench (tests/bench/report.py)
 	nbd-client qemu-utils
 	libdevmapper-dev pkg-config
 	python3-pip

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # Runs the selected benchmarks inside the bench guest (scripts/bench.sh).
-#   guest.sh <module.ko> <results> <flavour> <all|recovery|write>
+#   guest.sh <module.ko> <results> <flavour> <all|recovery|io|slow>
+# A benchmark that fails does not stop the others. The outcome goes to
+# <results>/guest-status ("ok" or the failed ones): the host reads it
+# there rather than trusting vng's exit status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ko=$1 results=$2 flavour=$3 which=$4
-for b in recovery write; do
+failed=()
+for b in recovery io slow; do
 	if [ "$which" = all ] || [ "$which" = "$b" ]; then
-		"$here/$b-guest.sh" "$ko" "$results" "$flavour"
+		if ! "$here/$b-guest.sh" "$ko" "$results" "$flavour"; then
+			echo "bench: the $b benchmark failed" >&2
+			failed+=("$b")
+		fi
 	fi
 done
+if [ "${#failed[@]}" -gt 0 ]; then
+	echo "failed: ${failed[*]}" >"$results/guest-status"
+	exit 1
+fi
+echo ok >"$results/guest-status"
