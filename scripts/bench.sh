@@ -7,15 +7,17 @@
 #   reads, sequential writes and a 70/30 mix against dm-linear, dm-mirror
 #   (core and disk log), md raid1 and dm-raid (raid1) with write-intent
 #   bitmaps, and dm-fracture with and without its write-intent log, on two
-#   leg sets (RAM disks, and null_blk legs with a 50 us latency), 3
+#   leg sets (RAM disks, and null_blk legs with a 200 us latency), 3
 #   interleaved repetitions; metadata writes per 1000 writes;
 # - slow (tests/bench/slow-guest.sh): write latency with one leg behind a
-#   50 ms dm-delay, against the slow leg alone, dm-mirror and md raid1.
+#   50 ms dm-delay, against the slow leg alone, dm-mirror and md raid1;
+# - profile (tests/bench/profile-guest.sh, only when named): perf in the
+#   guest over random writes and reads at QD32 -> profile.txt.
 # On the host, tests/bench/report.py turns the raw results of io and slow
 # into bench.md (tables of medians, min-max, ratios, the goals) and
 # chart.png (with gnuplot). Everything lands in tests/results/bench-<time>/.
 #
-#   scripts/bench.sh [debug|release] [all|recovery|io|slow]   (default release all)
+#   scripts/bench.sh [debug|release] [all|recovery|io|slow|profile]   (default release all)
 #
 # The module is built for the benchmark kernel in a copy of the sources under
 # the cache, so the debug build in the work tree is left alone. brd, null_blk,
@@ -29,11 +31,11 @@ flavour=${1:-release}
 which=${2:-all}
 case $flavour in
 debug | release) ;;
-*) echo "usage: $0 [debug|release] [all|recovery|io|slow]" >&2; exit 2 ;;
+*) echo "usage: $0 [debug|release] [all|recovery|io|slow|profile]" >&2; exit 2 ;;
 esac
 case $which in
-all | recovery | io | slow) ;;
-*) echo "usage: $0 [debug|release] [all|recovery|io|slow]" >&2; exit 2 ;;
+all | recovery | io | slow | profile) ;;
+*) echo "usage: $0 [debug|release] [all|recovery|io|slow|profile]" >&2; exit 2 ;;
 esac
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -17,6 +17,7 @@ PKGS=(
 	qemu-system-x86 udev busybox-static
 	dmsetup lvm2 mdadm fio e2fsprogs util-linux
 	gnuplot-nox # the chart of make bench (tests/bench/report.py)
+	linux-perf # scripts/bench.sh ... profile (perf in the bench guest)
 	nbd-client qemu-utils
 	libdevmapper-dev pkg-config
 	python3-pip

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the selected benchmarks inside the bench guest (scripts/bench.sh).
-#   guest.sh <module.ko> <results> <flavour> <all|recovery|io|slow>
+#   guest.sh <module.ko> <results> <flavour> <all|recovery|io|slow|profile>
 # A benchmark that fails does not stop the others. The outcome goes to
 # <results>/guest-status ("ok" or the failed ones): the host reads it
 # there rather than trusting vng's exit status.
@@ -8,8 +8,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ko=$1 results=$2 flavour=$3 which=$4
 failed=()
-for b in recovery io slow; do
-	if [ "$which" = all ] || [ "$which" = "$b" ]; then
+for b in recovery io slow profile; do
+	# The profile is asked for by name only.
+	if { [ "$which" = all ] && [ "$b" != profile ]; } || [ "$which" = "$b" ]; then
 		if ! "$here/$b-guest.sh" "$ko" "$results" "$flavour"; then
 			echo "bench: the $b benchmark failed" >&2
 			failed+=("$b")

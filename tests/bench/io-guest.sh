@@ -15,12 +15,17 @@
 #   brd    RAM disks ram1 and ram2: no latency, the (emulated) CPU is the
 #          limit;
 #   nullb  null_blk devices made through configfs: memory backed,
-#          completed by a 50 us timer, 8 tags on one queue: a leg with a
-#          latency and little internal parallelism, like a real disk, so
-#          that reads spread over both legs show.
+#          completed by a 200 us timer, 4 tags on one queue: a disk with a
+#          latency and limited internal parallelism (about 20000 IOPS,
+#          below what the emulated CPU can drive), so that the legs, not
+#          the CPU, are the limit and reads spread over both legs show.
+#          The log/metadata device is a third such disk (nullb3), and
+#          dm-raid's metadata devices sit on the legs' disks after the
+#          legs (as LVM places rmeta beside rimage).
 # Region size 1024 sectors (512 KiB) everywhere. The legs and the log are
-# dm-linear devices (la, lb, lg; lg always on ram0) so that writes can be
-# counted; dm-raid's metadata devices (ma, mb) are 8 MiB of ram3 each.
+# dm-linear devices (la, lb, lg) so that writes can be counted; on brd lg
+# is on ram0 and dm-raid's metadata devices (ma, mb) are 8 MiB of ram3
+# each.
 # Each peer starts from identical legs (copied) and a zeroed log.
 # Workloads, RUNTIME s each, after one unmeasured warm-up of random writes
 # over the working set (its regions marked, as on a long-running device):
@@ -57,19 +62,25 @@ load_module "$ko"
 
 peers=(linear mirror-core mirror-disk md-bitmap dm-raid fracture-nointent fracture)
 workloads=(randwrite-qd1 randwrite-qd32 randread-qd32 seqwrite-qd8 mixed-qd16)
+# Per leg set: leg A, leg B, the log device, dm-raid's metadata devices
+# ("<dev> <offset>").
 declare -A leg_a=([brd]=/dev/ram1 [nullb]=/dev/nullb1) leg_b=([brd]=/dev/ram2 [nullb]=/dev/nullb2)
+declare -A log_dev=([brd]=/dev/ram0 [nullb]=/dev/nullb3)
+declare -A meta_a=([brd]="/dev/ram3 0" [nullb]="/dev/nullb1 $L")
+declare -A meta_b=([brd]="/dev/ram3 $META" [nullb]="/dev/nullb2 $L")
+NULLB_NS=200000 NULLB_DEPTH=4
 A=/dev/mapper/la B=/dev/mapper/lb G=/dev/mapper/lg MDA=/dev/mapper/ma MDB=/dev/mapper/mb
 
-# nullb_up <name>: a null_blk leg, /dev/<name>. The attributes before
-# `power` configure it; power=1 creates the disk.
+# nullb_up <name> <MiB>: a null_blk disk, /dev/<name>. The attributes
+# before `power` configure it; power=1 creates the disk.
 nullb_up() {
 	local d=$CFG/nullb/$1 kv
 	if ! mkdir "$d"; then
 		warn "cannot make $d"
 		return 1
 	fi
-	for kv in size=$MB memory_backed=1 blocksize=512 irqmode=2 completion_nsec=50000 \
-		hw_queue_depth=8 submit_queues=1 power=1; do
+	for kv in size="$2" memory_backed=1 blocksize=512 irqmode=2 completion_nsec=$NULLB_NS \
+		hw_queue_depth=$NULLB_DEPTH submit_queues=1 power=1; do
 		if ! echo "${kv#*=}" >"$d/${kv%%=*}"; then
 			warn "null_blk $1: cannot set ${kv%%=*}"
 			return 1
@@ -100,20 +111,25 @@ cleanup() {
 	dm_down b || true
 	md_down "$A" "$B" 2>/dev/null || true
 	dm_down la lb ma mb lg || true
-	nullb_down nullb1 nullb2
+	nullb_down nullb1 nullb2 nullb3
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-# Leg set <legs> under la and lb.
-legs_up() { dm_up la "0 $L linear ${leg_a[$1]} 0" && dm_up lb "0 $L linear ${leg_b[$1]} 0"; }
+# Leg set <legs> under la and lb, its log device under lg, dm-raid's
+# metadata devices under ma and mb.
+legs_up() {
+	dm_up la "0 $L linear ${leg_a[$1]} 0" && dm_up lb "0 $L linear ${leg_b[$1]} 0" &&
+		dm_up lg "0 $L linear ${log_dev[$1]} 0" &&
+		dm_up ma "0 $META linear ${meta_a[$1]}" && dm_up mb "0 $META linear ${meta_b[$1]}"
+}
 
 setup() {
 	if ! same_legs "$A" "$B"; then
 		warn "cannot copy leg A onto leg B"
 		return 1
 	fi
-	if ! zero_dev "$G" "$MB"; then
+	if ! zero_dev "$G" 16; then
 		warn "cannot zero the log device"
 		return 1
 	fi
@@ -248,10 +264,6 @@ run_peer() {
 	fi
 }
 
-dm_up lg "0 $L linear /dev/ram0 0"
-dm_up ma "0 $META linear /dev/ram3 0"
-dm_up mb "0 $META linear /dev/ram3 $META"
-
 # null_blk devices are made through configfs; the kernel command line has
 # null_blk.nr_devices=0, so there is no default one.
 legsets=(brd)
@@ -261,12 +273,12 @@ fi
 if [ -e /dev/nullb0 ]; then
 	warn "/dev/nullb0 exists: null_blk.nr_devices=0 missing from the kernel command line?"
 fi
-if nullb_up nullb1 && nullb_up nullb2; then
+if nullb_up nullb1 $((MB + 8)) && nullb_up nullb2 $((MB + 8)) && nullb_up nullb3 "$MB"; then
 	legsets+=(nullb)
 else
 	warn "no null_blk leg set: its cells stay empty"
 	json_line "$raw" legs=nullb error="null_blk devices could not be made"
-	nullb_down nullb1 nullb2
+	nullb_down nullb1 nullb2 nullb3
 fi
 # Every leg written once: no peer pays brd's page allocation on first
 # write, and reads never hit holes.
@@ -277,7 +289,7 @@ for legs in "${legsets[@]}"; do
 	done
 done
 json_line "$raw" kind=meta flavour="$flavour" runtime_s="$RUNTIME" reps="$REPS" working_set="$WS" \
-	region_sectors="$R" nullb_completion_us=50 nullb_queue_depth=8 legsets="${legsets[*]}"
+	region_sectors="$R" nullb_completion_us=$((NULLB_NS / 1000)) nullb_queue_depth=$NULLB_DEPTH legsets="${legsets[*]}"
 echo "io: $REPS reps x ${#legsets[@]} leg sets x ${#peers[@]} peers, $((${#workloads[@]} + 1)) fio jobs of ${RUNTIME} s each"
 
 corrupt=0
@@ -286,13 +298,13 @@ for ((rep = 1; rep <= REPS; rep++)); do
 		if ! legs_up "$legs"; then
 			warn "rep $rep: leg set $legs cannot be set up, skipped"
 			json_line "$raw" legs="$legs" rep="$rep" error="leg set setup failed"
-			dm_down la lb || true
+			dm_down la lb lg ma mb || true
 			continue
 		fi
 		for p in "${peers[@]}"; do
 			run_peer "$rep" "$legs" "$p"
 		done
-		dm_down la lb || warn "rep $rep: leg set $legs left behind"
+		dm_down la lb lg ma mb || warn "rep $rep: leg set $legs left behind"
 	done
 done
 

@@ -43,7 +43,7 @@ WORKLOADS = {
 }
 LEGSETS = {
     "brd": "brd (RAM disks)",
-    "nullb": "null_blk (50 us completions, 8 tags on one queue per leg)",
+    "nullb": "null_blk (200 us completions, 4 tags on one queue per disk; metadata on a third such disk)",
 }
 SLOW_PEERS = {
     "linear": "dm-linear on the delayed leg alone",
