@@ -148,6 +148,10 @@ pub(crate) struct Shared {
     /// Bit `i`: leg `i` is recovering (gets every write, and copies).
     /// Changed under `state`'s lock only.
     pub(crate) recovering: AtomicU32,
+    /// Bit `i`: leg `i` is recorded in sync but at an older generation
+    /// (found so at activation): it may miss writes, no read goes to it.
+    /// Cleared when it is in sync again. Changed under `state`'s lock only.
+    stale: AtomicU32,
     /// Host writes in flight and the intent bits known durable.
     intent: Tracker,
     /// `nointent`: no region is ever marked; the superblock's clean flag
@@ -370,6 +374,7 @@ impl Shared {
                 committed: AtomicU64::new(0),
                 logged: AtomicU32::new(0),
                 recovering: AtomicU32::new(0),
+                stale: AtomicU32::new(0),
                 intent,
                 no_intent,
                 settle_lock <- new_mutex!((), "fracture_settle"),
@@ -739,9 +744,10 @@ impl Shared {
             );
         }
         self.intent.reset();
-        let (mut logged, mut recovering) = (0, 0);
+        let (mut logged, mut recovering, mut stale) = (0, 0, 0);
         for leg in 0..self.nr_legs {
             match sb.leg(leg).state {
+                LegState::InSync if sb.leg(leg).generation != sb.event => stale |= 1 << leg,
                 LegState::InSync => {}
                 LegState::Recovering => recovering |= 1 << leg,
                 LegState::Fractured | LegState::Failed => logged |= 1 << leg,
@@ -753,6 +759,7 @@ impl Shared {
         st.recovered = 0;
         self.logged.store(logged, Ordering::SeqCst);
         self.recovering.store(recovering, Ordering::SeqCst);
+        self.stale.store(stale, Ordering::SeqCst);
         self.primary.store(st.sb.primary_leg, Ordering::SeqCst);
         // With no source the primary shows `D`.
         self.primary_failed.store(no_source, Ordering::SeqCst);
@@ -1412,6 +1419,7 @@ impl Shared {
             st.sb.enter_sync(leg);
             st.sb_seq = st.open_seq;
             self.recovering.fetch_and(!(1 << leg), Ordering::SeqCst);
+            self.stale.fetch_and(!(1 << leg), Ordering::SeqCst);
             done |= 1 << leg;
         }
         done
@@ -1489,6 +1497,35 @@ impl Shared {
             slot.void |= slot.active;
         }
         Ok(true)
+    }
+
+    /// Secondaries a host read of `sector..sector + sectors` may go to
+    /// besides the primary (bit per leg; 0: the primary only). Lock-free,
+    /// any context.
+    ///
+    /// A leg qualifies if it holds every acknowledged write: in sync at the
+    /// current generation, not fractured, failed or recovering. A leg
+    /// leaves that set (its bit in `logged`, under the state lock) before
+    /// any write it misses is acknowledged, so a read that follows the
+    /// acknowledgement sees the bit. While a leg failure is being handled
+    /// (a failed write or flush not yet logged), reads stay on the primary:
+    /// a leg that failed a flush may have lost writes it acknowledged
+    /// before. Regions discarded since the table was loaded have undefined
+    /// contents, which may differ from leg to leg: they are read from the
+    /// primary, so that two reads of them agree.
+    pub(crate) fn read_legs(&self, sector: u64, sectors: u64) -> u32 {
+        if self.failure_pending() || self.primary_failed.load(Ordering::Acquire) {
+            return 0;
+        }
+        let out = self.logged.load(Ordering::SeqCst)
+            | self.recovering.load(Ordering::SeqCst)
+            | self.stale.load(Ordering::SeqCst)
+            | 1 << self.primary();
+        let legs = self.all_legs() & !out;
+        if legs == 0 || self.geometry.regions_of(sector, sectors).any(|r| self.was_discarded(r)) {
+            return 0;
+        }
+        legs
     }
 
     /// A leg to retry a read on: in sync, not in `tried`.

@@ -4,8 +4,9 @@
 //! by synchronous mirroring.
 //!
 //! Writes go to every in-sync or recovering leg at once and complete when
-//! all legs have answered; reads go to the primary, and are retried on
-//! another in-sync leg if it fails them. A secondary that fails a
+//! all legs have answered; reads go to the in-sync leg with the fewest
+//! reads in flight (the primary on a tie, or always with `read_primary`),
+//! and are retried on another in-sync leg if it fails them. A secondary that fails a
 //! write, or is split with the `fracture` message, becomes *fractured*: it
 //! gets no more writes and every region written from then on is set in its
 //! fracture bitmap on the metadata device, durably before the host's write
@@ -56,6 +57,10 @@ struct Leg {
     timed: Option<TimedSet>,
     dev: Dev,
     clones: BioSet,
+    /// Host reads sent to the leg and not completed yet (read balancing).
+    reading: AtomicU32,
+    /// Host reads sent to the leg, ever (`stats`).
+    reads: AtomicU64,
 }
 
 impl Leg {
@@ -146,6 +151,8 @@ pub(crate) struct PerBio {
     error: AtomicBool,
     /// Legs a read was sent to so far.
     tried: AtomicU32,
+    /// The leg a read is in flight on, plus one (0: none).
+    read_leg: AtomicU32,
     /// Legs whose clone failed by not completing within `io_timeout`.
     timed_out: AtomicU32,
 }
@@ -189,6 +196,40 @@ fn leg_targets(legs: &[Leg], mask: u32, timed: u32) -> impl Iterator<Item = FanT
             index: i as u32,
             timed: leg.timed.as_ref().filter(|_| timed & (1 << i) != 0),
         })
+}
+
+/// A host read (its per-bio data `pb`) is about to be sent to leg `leg`:
+/// counted as in flight there until [`read_done`]. Any context.
+fn start_read(legs: &[Leg], pb: &PerBio, leg: u32) {
+    if let Some(l) = legs.get(leg as usize) {
+        l.reading.fetch_add(1, Ordering::Relaxed);
+        l.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    pb.read_leg.store(leg + 1, Ordering::Relaxed);
+    pb.tried.fetch_or(1 << leg, Ordering::Relaxed);
+}
+
+/// A read counted by [`start_read`] completed (or failed) on its leg.
+fn read_done(legs: &[Leg], pb: &PerBio) {
+    let leg = pb.read_leg.swap(0, Ordering::Relaxed);
+    if let Some(l) = leg.checked_sub(1).and_then(|l| legs.get(l as usize)) {
+        l.reading.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The leg for a host read: of the primary and the secondaries in
+/// `others` (see [`Shared::read_legs`]), the one with the fewest reads in
+/// flight; the primary on a tie (at queue depth 1 every read goes to it).
+fn pick_read_leg(legs: &[Leg], primary: u32, others: u32) -> u32 {
+    let in_flight = |l: u32| legs.get(l as usize).map_or(u32::MAX, |l| l.reading.load(Ordering::Relaxed));
+    let mut best = (in_flight(primary), primary);
+    for l in legs_of(others) {
+        let n = in_flight(l);
+        if n < best.0 {
+            best = (n, l);
+        }
+    }
+    best.1
 }
 
 /// Legs that receive a write: those not in `logged` (the fractured ones,
@@ -299,7 +340,7 @@ fn retry_read(shared: &Shared, legs: &[Leg], bio: HeldBio<Fracture>) {
                     leg
                 );
             }
-            pb.tried.fetch_or(1 << leg, Ordering::Relaxed);
+            start_read(legs, pb, leg);
             bio.fan_out(leg_targets(legs, 1 << leg, 0));
         }
         None => {
@@ -487,6 +528,8 @@ fn open_devices(ti: &mut TargetCtx<'_>, t: &TableArgs<'_>) -> Result<(Dev, KVec<
                 timed,
                 dev,
                 clones: BioSet::new()?,
+                reading: AtomicU32::new(0),
+                reads: AtomicU64::new(0),
             },
             GFP_KERNEL,
         )?;
@@ -618,11 +661,20 @@ impl Target for Fracture {
         }
         match kind.op {
             // Cloned rather than remapped, so that a failed read can be
-            // sent again to another leg (see `retry_read`).
+            // sent again to another leg (see `retry_read`). Balanced over
+            // the legs that hold every acknowledged write of its range.
             Op::Read => {
                 let primary = self.shared.primary();
-                bio.per_bio().tried.store(1 << primary, Ordering::Relaxed);
-                bio.fan_out(leg_targets(&self.legs, 1 << primary, 0))
+                let others = if self.features.read_primary {
+                    0
+                } else {
+                    self.shared.read_legs(bio.sector(), bio.sectors())
+                };
+                let leg = pick_read_leg(&self.legs, primary, others);
+                let pb = bio.per_bio();
+                pb.tried.store(0, Ordering::Relaxed);
+                start_read(&self.legs, pb, leg);
+                bio.fan_out(leg_targets(&self.legs, 1 << leg, 0))
             }
             // An empty flush (dm core strips REQ_PREFLUSH from data bios):
             // every leg that gets writes gets it.
@@ -667,6 +719,9 @@ impl Target for Fracture {
     fn fanout_done(&self, bio: HeldBio<Self>, failed: u32, timed_out: u32) {
         let pb = bio.per_bio();
         let kind = bio.kind();
+        if kind.op == Op::Read {
+            read_done(&self.legs, pb);
+        }
         // Discard promises nothing about the data: a leg that fails one
         // still has valid contents (as for a leg that cannot discard). But
         // one still in flight may land after a later write: a leg where it
@@ -959,6 +1014,10 @@ impl Target for Fracture {
                     self.legs.iter().filter_map(|l| l.timed.as_ref()).map(TimedSet::timeouts).sum::<u64>(),
                     self.legs.iter().map(|l| u64::from(l.late())).sum::<u64>(),
                 );
+                // Host reads sent to each leg, leg 0 first.
+                for (i, l) in self.legs.iter().enumerate() {
+                    let _ = write!(out, "{}{}", if i == 0 { " reads=" } else { "," }, get(&l.reads));
+                }
                 Ok(())
             }
         }

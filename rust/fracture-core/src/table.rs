@@ -75,7 +75,9 @@ pub const MAX_RECOVERY_RATE: u64 = 1 << 30;
 ///   primary to the secondaries (a superblock flag tells);
 /// - `io_timeout <ms>`: a secondary that does not complete a write or flush
 ///   within this time is fractured and the host's I/O completes without
-///   it; 0 = never (the default).
+///   it; 0 = never (the default);
+/// - `read_primary`: reads go to the primary only, not balanced over the
+///   in-sync legs (for a secondary far away or much slower).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
     /// `nosync`.
@@ -90,6 +92,8 @@ pub struct Features {
     pub io_timeout: u64,
     /// `nointent`.
     pub no_intent: bool,
+    /// `read_primary`.
+    pub read_primary: bool,
 }
 
 impl Features {
@@ -106,6 +110,7 @@ impl Features {
             + 2 * usize::from(self.intent_delay != 0)
             + 2 * usize::from(self.io_timeout != 0)
             + usize::from(self.no_intent)
+            + usize::from(self.read_primary)
     }
 
     /// The intent delay in effect, in milliseconds.
@@ -137,6 +142,9 @@ impl Features {
         }
         if self.no_intent {
             w.write_str(" nointent")?;
+        }
+        if self.read_primary {
+            w.write_str(" read_primary")?;
         }
         Ok(())
     }
@@ -225,7 +233,7 @@ impl core::fmt::Display for TableError<'_> {
             ),
             Self::UnknownFeature(w) => write!(
                 f,
-                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>, intent_delay <ms>, io_timeout <ms>, nointent)"
+                "unknown feature '{w}' (known: nosync, recovery_rate <KiB/s>, probe_interval <s>, intent_delay <ms>, io_timeout <ms>, nointent, read_primary)"
             ),
             Self::RepeatedFeature(w) => write!(f, "feature {w} given twice"),
             Self::IntentDelayWithoutLog => {
@@ -319,7 +327,7 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         });
     }
     let mut f = Features::default();
-    let mut seen = [false; 6];
+    let mut seen = [false; 7];
     let mut words = rest.iter();
     while let Some(&w) = words.next() {
         let (idx, name): (usize, &'static str) = match w {
@@ -329,6 +337,7 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
             "intent_delay" => (3, "intent_delay"),
             "io_timeout" => (4, "io_timeout"),
             "nointent" => (5, "nointent"),
+            "read_primary" => (6, "read_primary"),
             other => return Err(TableError::UnknownFeature(other)),
         };
         if core::mem::replace(&mut seen[idx], true) {
@@ -340,6 +349,10 @@ fn parse_features<'a>(words: &[&'a str]) -> Result<Features, TableError<'a>> {
         }
         if idx == 5 {
             f.no_intent = true;
+            continue;
+        }
+        if idx == 6 {
+            f.read_primary = true;
             continue;
         }
         let &value = words.next().ok_or(TableError::MissingValue(name))?;
@@ -527,6 +540,7 @@ mod tests {
                 intent_delay: 250,
                 io_timeout: 500,
                 no_intent: false,
+                read_primary: false,
             }
         );
         assert_eq!(all.intent_delay_ms(), 250);
@@ -598,6 +612,16 @@ mod tests {
         assert_eq!(
             f(&["2", "nointent", "nointent"]),
             Err(TableError::RepeatedFeature("nointent"))
+        );
+        let rp = f(&["2", "read_primary", "nosync"]).unwrap();
+        assert!(rp.read_primary && rp.nosync && !rp.no_intent);
+        let mut printed = std::string::String::new();
+        rp.write(&mut printed).unwrap();
+        assert_eq!(printed, " nosync read_primary");
+        assert_eq!(rp.nr_words(), 2);
+        assert_eq!(
+            f(&["2", "read_primary", "read_primary"]),
+            Err(TableError::RepeatedFeature("read_primary"))
         );
         assert_eq!(
             f(&["2", "recovery_rate", "99999999999999999999"])

@@ -17,6 +17,7 @@
 //! intent_delay = 0
 //! io_timeout = 0
 //! nointent = false
+//! read_primary = false
 //! ```
 
 use crate::error::{Error, Result};
@@ -67,6 +68,9 @@ pub struct Config {
     /// No write-intent log.
     #[serde(default)]
     pub nointent: bool,
+    /// Reads go to the primary only.
+    #[serde(default)]
+    pub read_primary: bool,
 }
 
 /// The configuration directory in effect.
@@ -161,6 +165,9 @@ impl Config {
         if self.nointent {
             words.push("nointent".to_string());
         }
+        if self.read_primary {
+            words.push("read_primary".to_string());
+        }
         let nwords: usize = words.iter().map(|w| w.split(' ').count()).sum();
         let mut s = format!("{metadata} {} {} {}", self.region_sectors, legs.len(), legs.join(" "));
         if nwords > 0 {
@@ -189,6 +196,7 @@ mod tests {
             intent_delay: 0,
             io_timeout: 2000,
             nointent: false,
+            read_primary: false,
         }
     }
 
@@ -201,6 +209,12 @@ mod tests {
         let t = fracture_core::table::TableArgs::parse(&w).unwrap();
         assert_eq!(t.features.recovery_rate, 100);
         assert_eq!(t.features.io_timeout, 2000);
+        let c = Config { read_primary: true, nointent: true, ..cfg() };
+        let p = c.params("1:0", &["1:1".into(), "1:2".into()]);
+        assert!(p.ends_with(" 6 recovery_rate 100 io_timeout 2000 nointent read_primary"), "{p}");
+        let w: Vec<&str> = p.split(' ').collect();
+        let t = fracture_core::table::TableArgs::parse(&w).unwrap();
+        assert!(t.features.read_primary && t.features.no_intent);
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct Options {
     pub io_timeout: u64,
     /// No write-intent log.
     pub nointent: bool,
+    /// Reads go to the primary only (not balanced over the in-sync legs).
+    pub read_primary: bool,
 }
 
 /// A mirror, as `fracturectl status` reports it.
@@ -303,6 +305,7 @@ pub fn parse(
             },
             io_timeout: t.features.io_timeout,
             nointent: t.features.no_intent,
+            read_primary: t.features.read_primary,
         },
         event_nr,
     })

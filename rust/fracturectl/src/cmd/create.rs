@@ -69,6 +69,10 @@ pub struct Args {
     /// Keep no write-intent log (full resync after a crash).
     #[arg(long, conflicts_with = "intent_delay")]
     pub nointent: bool,
+    /// Send reads to the primary only, not balanced over the in-sync legs
+    /// (for a secondary far away or much slower).
+    #[arg(long)]
+    pub read_primary: bool,
     /// Use metadata already on the device (same geometry): only with the same
     /// legs, in the same order, as when it was written; its logs say which
     /// regions each leg misses.
@@ -277,6 +281,7 @@ pub fn run(a: Args) -> Result<i32> {
         intent_delay,
         io_timeout,
         nointent: a.nointent,
+        read_primary: a.read_primary,
     };
     let devts: Vec<String> = legs.iter().map(BlockDev::devt).collect();
     let params = cfg.params(&meta.devt(), &devts);
