@@ -148,10 +148,16 @@ pub(crate) struct Shared {
     /// Bit `i`: leg `i` is recovering (gets every write, and copies).
     /// Changed under `state`'s lock only.
     pub(crate) recovering: AtomicU32,
-    /// Bit `i`: leg `i` is recorded in sync but at an older generation
-    /// (found so at activation): it may miss writes, no read goes to it.
-    /// Cleared when it is in sync again. Changed under `state`'s lock only.
-    stale: AtomicU32,
+    /// Bit `i`: leg `i` may serve host reads: in sync at the current
+    /// generation when the metadata was loaded, or since its recovery
+    /// completed. One word, so that a lock-free reader never sees a leg
+    /// between two states (leaving `recovering` for `logged`, say) as in
+    /// sync. Cleared before any write the leg misses is acknowledged: under
+    /// the state lock first thing when it is fractured or put into
+    /// recovery, and at once, from any context, when a write or flush to it
+    /// is seen failing. Set only by [`Shared::load`] and
+    /// [`Shared::complete_recovered`].
+    readable: AtomicU32,
     /// Host writes in flight and the intent bits known durable.
     intent: Tracker,
     /// `nointent`: no region is ever marked; the superblock's clean flag
@@ -374,7 +380,7 @@ impl Shared {
                 committed: AtomicU64::new(0),
                 logged: AtomicU32::new(0),
                 recovering: AtomicU32::new(0),
-                stale: AtomicU32::new(0),
+                readable: AtomicU32::new(0),
                 intent,
                 no_intent,
                 settle_lock <- new_mutex!((), "fracture_settle"),
@@ -437,7 +443,16 @@ impl Shared {
     /// Records, from any context, that the secondaries in `legs` failed a
     /// flush or discard; the thread fractures them.
     pub(crate) fn note_failed(&self, legs: u32) {
+        self.not_readable(legs);
         self.noted.fetch_or(legs, Ordering::AcqRel);
+    }
+
+    /// Writes or flushes to `legs` failed (any context): no read goes to
+    /// them from now on (a leg that failed a flush may have lost writes it
+    /// acknowledged), before the thread fractures them. Harmless for a
+    /// primary, which reads do not leave for this mask.
+    pub(crate) fn not_readable(&self, legs: u32) {
+        self.readable.fetch_and(!legs, Ordering::SeqCst);
     }
 
     /// A write or flush failed on some leg and goes to the thread (any
@@ -744,11 +759,13 @@ impl Shared {
             );
         }
         self.intent.reset();
-        let (mut logged, mut recovering, mut stale) = (0, 0, 0);
+        let (mut logged, mut recovering, mut readable) = (0, 0, 0);
         for leg in 0..self.nr_legs {
             match sb.leg(leg).state {
-                LegState::InSync if sb.leg(leg).generation != sb.event => stale |= 1 << leg,
-                LegState::InSync => {}
+                // One recorded in sync at an older generation (not written
+                // by this code) may miss writes: no read until recovered.
+                LegState::InSync if sb.leg(leg).generation != sb.event => {}
+                LegState::InSync => readable |= 1 << leg,
                 LegState::Recovering => recovering |= 1 << leg,
                 LegState::Fractured | LegState::Failed => logged |= 1 << leg,
             }
@@ -759,7 +776,7 @@ impl Shared {
         st.recovered = 0;
         self.logged.store(logged, Ordering::SeqCst);
         self.recovering.store(recovering, Ordering::SeqCst);
-        self.stale.store(stale, Ordering::SeqCst);
+        self.readable.store(readable, Ordering::SeqCst);
         self.primary.store(st.sb.primary_leg, Ordering::SeqCst);
         // With no source the primary shows `D`.
         self.primary_failed.store(no_source, Ordering::SeqCst);
@@ -1143,6 +1160,8 @@ impl Shared {
     /// bitmap are set in its fracture bitmap. Returns whether the state
     /// changed.
     fn fracture_locked(&self, st: &mut MetaState, leg: u32, split: bool) -> bool {
+        // Before anything else: no read may go to it from now on.
+        self.readable.fetch_and(!(1 << leg), Ordering::SeqCst);
         match st.sb.leg(leg).state {
             LegState::InSync => st.sb.leave_sync(leg),
             LegState::Recovering => self.void_copies(st, leg),
@@ -1171,6 +1190,8 @@ impl Shared {
 
     /// Puts leg `leg` into recovery; `st` locked.
     fn start_recovery_locked(&self, st: &mut MetaState, leg: u32) {
+        // A rebuild of an in-sync leg: no read goes to it until recovered.
+        self.readable.fetch_and(!(1 << leg), Ordering::SeqCst);
         if self.recovering.load(Ordering::Relaxed) == 0 {
             st.recovered = 0;
         }
@@ -1419,7 +1440,9 @@ impl Shared {
             st.sb.enter_sync(leg);
             st.sb_seq = st.open_seq;
             self.recovering.fetch_and(!(1 << leg), Ordering::SeqCst);
-            self.stale.fetch_and(!(1 << leg), Ordering::SeqCst);
+            // Every region copied and no copy in flight: it holds every
+            // acknowledged write.
+            self.readable.fetch_or(1 << leg, Ordering::SeqCst);
             done |= 1 << leg;
         }
         done
@@ -1507,21 +1530,18 @@ impl Shared {
     /// current generation, not fractured, failed or recovering. A leg
     /// leaves that set (its bit in `logged`, under the state lock) before
     /// any write it misses is acknowledged, so a read that follows the
-    /// acknowledgement sees the bit. While a leg failure is being handled
-    /// (a failed write or flush not yet logged), reads stay on the primary:
-    /// a leg that failed a flush may have lost writes it acknowledged
-    /// before. Regions discarded since the table was loaded have undefined
+    /// acknowledgement sees the bit (`readable`, one word: see there).
+    /// While a leg failure is being handled (a failed write or flush not yet
+    /// logged), reads stay on the primary: a leg that failed a flush may
+    /// have lost writes it acknowledged before. Regions discarded since the table was loaded have undefined
     /// contents, which may differ from leg to leg: they are read from the
     /// primary, so that two reads of them agree.
     pub(crate) fn read_legs(&self, sector: u64, sectors: u64) -> u32 {
         if self.failure_pending() || self.primary_failed.load(Ordering::Acquire) {
             return 0;
         }
-        let out = self.logged.load(Ordering::SeqCst)
-            | self.recovering.load(Ordering::SeqCst)
-            | self.stale.load(Ordering::SeqCst)
-            | 1 << self.primary();
-        let legs = self.all_legs() & !out;
+        let out = self.logged.load(Ordering::SeqCst) | self.recovering.load(Ordering::SeqCst) | 1 << self.primary();
+        let legs = self.readable.load(Ordering::SeqCst) & self.all_legs() & !out;
         if legs == 0 || self.geometry.regions_of(sector, sectors).any(|r| self.was_discarded(r)) {
             return 0;
         }

@@ -665,15 +665,15 @@ impl Target for Fracture {
             // the legs that hold every acknowledged write of its range.
             Op::Read => {
                 let primary = self.shared.primary();
-                let others = if self.features.read_primary {
+                // Reads are not timed: with `io_timeout` (remote legs that
+                // may stop answering) they stay on the primary.
+                let others = if self.features.read_primary || self.features.io_timeout != 0 {
                     0
                 } else {
                     self.shared.read_legs(bio.sector(), bio.sectors())
                 };
                 let leg = pick_read_leg(&self.legs, primary, others);
-                let pb = bio.per_bio();
-                pb.tried.store(0, Ordering::Relaxed);
-                start_read(&self.legs, pb, leg);
+                start_read(&self.legs, bio.per_bio(), leg);
                 bio.fan_out(leg_targets(&self.legs, 1 << leg, 0))
             }
             // An empty flush (dm core strips REQ_PREFLUSH from data bios):
@@ -741,6 +741,8 @@ impl Target for Fracture {
                 return;
             }
         } else if kind.op != Op::Read {
+            // No read goes to the failed legs from now on.
+            self.shared.not_readable(failed);
             // Still counted as in flight until the thread has logged the
             // failure (and failed over): neither a copy nor an intent
             // clear may treat its regions as settled before that.

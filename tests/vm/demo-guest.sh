@@ -148,7 +148,7 @@ say "The link comes back: the late writes complete; the rejoin copies the logged
 say "regions."
 run dmsetup resume sec2
 for _ in $(seq 50); do
-	[ "$(dmsetup message mirror 0 stats | sed 's/.*late_ios=//')" = 0 ] && break
+	[ "$(dmsetup message mirror 0 stats | tr ' ' '\n' | sed -n 's/^late_ios=//p')" = 0 ] && break
 	sleep 0.1
 done
 run dmsetup message mirror 0 rejoin 2

@@ -3,8 +3,8 @@
 # flight (the primary on a tie), never to a leg that may miss an
 # acknowledged write (fractured, recovering), never to a secondary for a
 # region discarded since the table was loaded, and only to the primary with
-# `read_primary`. Every read returns the last data written, whichever leg
-# served it. The legs are null_blk devices that complete after 200 us (a
+# `read_primary` or `io_timeout`. Every read returns the last data written,
+# whichever leg served it. The legs are null_blk devices that complete after 200 us (a
 # timer), so that reads stay in flight and the choice is exercised; brd
 # completes in the submitter's context. `stats` counts reads per leg
 # (`reads=<leg 0>,<leg 1>`).
@@ -83,10 +83,11 @@ assert_eq "$sum" "$(par_sum)" "data read back with leg 1 fractured"
 assert_eq "$r1" "$(reads_of 1)" "reads on the fractured leg"
 
 step "a recovering leg gets no read until it is in sync"
+# Leg 1 still holds the data from before the fracture in the regions not
+# copied yet: a read served by it would not match.
 dmsetup message rb 0 recovery_rate 64   # 128 regions of 64 KiB: about 2 min
 dmsetup message rb 0 rejoin 1
 assert_eq "AR" "$(health_of rb)" "health while recovering"
-sum=$(write_data)
 assert_eq "$sum" "$(par_sum)" "data read back while leg 1 recovers"
 assert_eq "AR" "$(health_of rb)" "health (still recovering)"
 assert_eq "$r1" "$(reads_of 1)" "reads on the recovering leg"
@@ -97,12 +98,22 @@ assert_eq "$sum" "$(par_sum)" "data read back once in sync"
 legs_identical $((MB * 2048)) "$l0" "$l1"
 
 step "a region discarded since the table was loaded is read from the primary"
+# region_reads <region>: 8 readers read the 64 KiB region 4 times each.
+region_reads() {
+	local i
+	for i in $(seq 8); do
+		for _ in 1 2 3 4; do
+			dd if=/dev/mapper/rb of=/dev/null bs=4k skip=$(($1 * 16)) count=16 iflag=direct status=none
+		done &
+	done
+	wait
+}
 blkdiscard -o 0 -l 65536 /dev/mapper/rb
 r1=$(reads_of 1)
-for i in 1 2 3 4; do
-	dd if=/dev/mapper/rb of=/dev/null bs=4k count=16 iflag=direct status=none &
-done
-wait
+region_reads 1   # the control: region 1 was not discarded
+[ "$(reads_of 1)" -gt "$r1" ] || fail "the control: no read of region 1 went to leg 1"
+r1=$(reads_of 1)
+region_reads 0
 assert_eq "$r1" "$(reads_of 1)" "reads of the discarded region on leg 1"
 
 step "read_primary: every read goes to the primary"
@@ -113,6 +124,12 @@ sum=$(write_data)   # the discard above zeroed region 0
 assert_eq "$sum" "$(par_sum)" "data read back"
 assert_eq 0 "$(reads_of 1)" "reads on leg 1 with read_primary"
 [ "$(reads_of 0)" -ge $((MB * 256)) ] || fail "reads on leg 0 with read_primary: $(reads_of 0)"
+dmsetup remove rb
+
+step "io_timeout: reads are not timed, so they stay on the primary"
+create rb "0 $RAM_SECTORS fracture /dev/ram0 $R 2 $l0 $l1 3 nosync io_timeout 5000"
+assert_eq "$sum" "$(par_sum)" "data read back"
+assert_eq 0 "$(reads_of 1)" "reads on leg 1 with io_timeout"
 dmsetup remove rb
 for n in rb0 rb1; do
 	echo 0 >/sys/kernel/config/nullb/$n/power
