@@ -2,6 +2,7 @@
 # Recovery under a verified fio load, across suspend/resume, and across a
 # module reload: host I/O sees no error, recovery continues from the durable
 # bits (never from scratch), and the legs end identical.
+# vm-timeout: 900
 . "$FRACTURE_VM/lib.sh"
 py_start   # the Python helpers in one process (logged_regions, legs_identical...)
 
