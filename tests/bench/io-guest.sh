@@ -154,20 +154,7 @@ setup() {
 	esac
 }
 
-teardown() {
-	case $1 in
-	md-bitmap) md_down "$A" "$B" ;;
-	*) dm_down b ;;
-	esac
-}
-
-dev_of() {
-	if [ "$1" = md-bitmap ]; then
-		echo /dev/md0
-	else
-		echo /dev/mapper/b
-	fi
-}
+teardown() { peer_down "$1" "$A" "$B"; }
 
 # The table and status each peer ran with, for the record (first rep).
 describe() {

@@ -90,6 +90,24 @@ md_down() {
 	return 0
 }
 
+# The device under test of peer <p>: md's array or the dm device b.
+dev_of() {
+	if [ "$1" = md-bitmap ]; then
+		echo /dev/md0
+	else
+		echo /dev/mapper/b
+	fi
+}
+
+# peer_down <p> <leg A> <leg B>: removes peer <p>'s device (md: stops the
+# array and clears the legs' superblocks).
+peer_down() {
+	case $1 in
+	md-bitmap) md_down "$2" "$3" ;;
+	*) dm_down b ;;
+	esac
+}
+
 # zero_dev <dev> <MiB>: all zero. A discard on brd frees its pages (reads
 # then return zeros); dd for devices that do not take discards.
 zero_dev() {

@@ -66,20 +66,7 @@ setup() {
 	esac
 }
 
-teardown() {
-	case $1 in
-	md-bitmap) md_down "$FA" "$D" ;;
-	*) dm_down b ;;
-	esac
-}
-
-dev_of() {
-	if [ "$1" = md-bitmap ]; then
-		echo /dev/md0
-	else
-		echo /dev/mapper/b
-	fi
-}
+teardown() { peer_down "$1" "$FA" "$D"; }
 
 # run_peer <rep> <peer>: setup, warm-up, the measurement, teardown; a
 # failure is recorded as an "error" line and the run goes on.
