@@ -14,7 +14,8 @@ Requests, the words of a helper's command line:
         SIGKILLs that child and reaps it (as `kill -9; wait` would);
     <helper.py> <args>...
         runs helper.main() with those arguments (ackload.py check,
-        bitmap.py, crashcheck.py, diffregions.py, dmctl.py, legscmp.py).
+        bitmap.py, crashcheck.py, diffregions.py, dmctl.py, legscmp.py,
+        regionwrite.py).
 
 Every answer is the helper's output, stdout and stderr in that order, then
 a line "rc <exit status>".
@@ -34,6 +35,7 @@ import crashcheck  # noqa: E402
 import diffregions  # noqa: E402
 import dmctl  # noqa: E402
 import legscmp  # noqa: E402
+import regionwrite  # noqa: E402
 
 HELPERS = {
     "ackload.py": ackload,
@@ -43,6 +45,7 @@ HELPERS = {
     "diffregions.py": diffregions,
     "dmctl.py": dmctl,
     "legscmp.py": legscmp,
+    "regionwrite.py": regionwrite,
 }
 
 

@@ -75,40 +75,65 @@ assert_eq "$left" "$(stat_of ul regions_copied)" "regions copied after the reloa
 legs_identical $L /dev/ram1 /dev/ram2
 dmsetup remove ul s
 
-step "host writes racing with copies: the raced copies are redone, nothing lost"
-# Writes to the primary take 200 ms, reads none: a copy (a read of the
-# primary) of a region with a write in flight is common. Common, not
-# certain (recovery backs off while host writes move): up to 3 rounds
-# until one copy raced; every round must lose nothing.
+# The two race steps use a 1 MiB mirror: 16 regions, all of them dirty.
+S=2048
+step "a host write in flight when a copy starts: the copy is voided and redone, nothing lost"
+# Deterministic: the primary's writes take 5 s (dm-delay), one 4 KiB write
+# per region (all 16 at once) is in flight when the leg is rejoined, so
+# every copy recovery starts then finds its region busy.
 wipe /dev/ram0 /dev/ram1 /dev/ram2
-dmsetup create slowp --table "0 $L delay /dev/ram1 0 0 /dev/ram1 0 200"
-create rc "0 $L fracture /dev/ram0 $R 2 /dev/mapper/slowp /dev/ram2 1 nosync"
-redone=0
-for round in 1 2 3; do
-	dmsetup message rc 0 fracture 1
-	fio --name=d --filename=/dev/mapper/rc --size=4M --direct=1 --ioengine=libaio --iodepth=32 \
-		--rw=write --bs=64k --output-format=terse --minimal >/dev/null || fail "fio dirtying"
-	assert_eq 64 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"
-	fio --name=race --filename=/dev/mapper/rc --size=4M --direct=1 --ioengine=libaio \
-		--iodepth=32 --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1 --do_verify=1 \
-		--time_based --runtime=4 --randrepeat=0 --output-format=terse --minimal \
-		>/tmp/fio-race.out 2>&1 &
-	pid=$!
-	# Rejoin once the writes are flowing; copies spread over ~2 s of the 4.
-	h0=$(stat_of rc host_writes)
-	for _ in $(seq 100); do
-		[ "$(stat_of rc host_writes)" -gt $((h0 + 64)) ] && break
-		sleep 0.1
-	done
-	dmsetup message rc 0 recovery_rate 2048
-	dmsetup message rc 0 rejoin 1
-	wait $pid || { cat /tmp/fio-race.out; fail "fio verify failed while racing with recovery"; }
-	wait_health rc AA 60
-	redone=$(stat_of rc copies_redone)
-	echo "round $round: copies redone: $redone, regions copied: $(stat_of rc regions_copied)"
-	legs_identical $L /dev/ram1 /dev/ram2
-	assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
-	[ "$redone" -eq 0 ] || break
+dmsetup create slowp --table "0 $S delay /dev/ram1 0 0 /dev/ram1 0 5000"
+create rc "0 $S fracture /dev/ram0 $R 2 /dev/mapper/slowp /dev/ram2 1 nosync"
+dmsetup message rc 0 fracture 1
+fio --name=d --filename=/dev/mapper/rc --size=1M --direct=1 --ioengine=libaio --iodepth=16 \
+	--rw=write --bs=64k --output-format=terse --minimal >/dev/null || fail "fio dirtying"
+assert_eq 16 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"
+h0=$(stat_of rc host_writes)
+# rw=write:60k: 4 KiB written, 60 KiB skipped: one write per region.
+fio --name=held --filename=/dev/mapper/rc --size=1M --direct=1 --ioengine=libaio \
+	--iodepth=16 --iodepth_batch_submit=16 --rw=write:60k --bs=4k --number_ios=16 \
+	--verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 \
+	--output-format=terse --minimal >/tmp/fio-held.out 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+	[ "$(stat_of rc host_writes)" -ge $((h0 + 16)) ] && break
+	sleep 0.1
 done
-[ "$redone" -gt 0 ] || fail "no copy raced with a host write in 3 rounds: the race is not exercised"
+[ "$(stat_of rc host_writes)" -ge $((h0 + 16)) ] || fail "the 16 held writes did not start"
+dmsetup message rc 0 rejoin 1
+wait $pid || { cat /tmp/fio-held.out; fail "fio verify failed (writes held during copies)"; }
+wait_health rc AA 60
+redone=$(stat_of rc copies_redone)
+echo "copies redone: $redone, regions copied: $(stat_of rc regions_copied)"
+[ "$redone" -gt 0 ] || fail "no copy found its region busy: the race is not exercised"
+legs_identical $S /dev/ram1 /dev/ram2
+assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
 dmsetup remove rc slowp
+
+step "a host write starting while a copy is in flight: the copy is voided and redone"
+# Deterministic: the secondary's writes take 3 s, so recovery's first 8
+# copies stay in flight for 3 s; one write per region, all started at once
+# by threads of the running pyserve.py (no fio start-up), lands in that
+# window.
+wipe /dev/ram0 /dev/ram1 /dev/ram2
+dmsetup create slows --table "0 $S delay /dev/ram2 0 0 /dev/ram2 0 3000"
+create rc "0 $S fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/slows 1 nosync"
+dmsetup message rc 0 fracture 1
+fio --name=d --filename=/dev/mapper/rc --size=1M --direct=1 --ioengine=libaio --iodepth=16 \
+	--rw=write --bs=64k --output-format=terse --minimal >/dev/null || fail "fio dirtying"
+assert_eq 16 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"
+dmsetup message rc 0 rejoin 1
+py_call regionwrite.py write /dev/mapper/rc $((R * 512)) 0 16 17 || fail "$py_out"
+echo "$py_out"
+left=$(count_words "$(logged_regions /dev/ram0 1)")
+echo "regions left after the writes: $left"
+[ "$left" -gt 0 ] || fail "recovery was done before the writes: the race is not exercised"
+wait_health rc AA 120
+redone=$(stat_of rc copies_redone)
+echo "copies redone: $redone, regions copied: $(stat_of rc regions_copied)"
+[ "$redone" -gt 0 ] || fail "no write started during a copy: the race is not exercised"
+py_call regionwrite.py check /dev/mapper/rc $((R * 512)) 0 16 17 || fail "$py_out"
+echo "$py_out"
+legs_identical $S /dev/ram1 /dev/ram2
+assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
+dmsetup remove rc slows
