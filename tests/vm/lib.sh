@@ -104,7 +104,7 @@ fail() {
 }
 
 step() {
-	echo "--- $*"
+	echo "--- [${SECONDS}s] $*"
 }
 
 # assert_eq <expected> <actual> <what>
@@ -149,7 +149,12 @@ wait_health() {
 # stat_of <dev> <name>: a counter from the `stats` message.
 stat_of() {
 	local out w
-	out=$(command dmsetup message "$1" 0 stats)
+	if [ -n "${PYSERVE_PID:-}" ]; then
+		py_call dmctl.py message "$1" stats || fail "$py_out"
+		out=$py_out
+	else
+		out=$(command dmsetup message "$1" 0 stats)
+	fi
 	for w in $out; do
 		[[ "$w" != "$2="* ]] || echo "${w#*=}"
 	done
@@ -178,10 +183,16 @@ create() {
 
 # The status words of a device, into the array `st` (start, length, target
 # type, then the target's own words). Parsed in the shell: every process
-# started costs in the debug guest, and these are polled.
+# started costs in the debug guest (a dmsetup about half a second), and these
+# are polled; with py_start, an ioctl from the running pyserve.py instead.
 status_words() {
 	local out
-	out=$(command dmsetup status "$1") || out=
+	if [ -n "${PYSERVE_PID:-}" ]; then
+		py_call dmctl.py status "$1" || py_out=
+		out=$py_out
+	else
+		out=$(command dmsetup status "$1") || out=
+	fi
 	read -r -a st <<<"$out"
 }
 
@@ -363,7 +374,12 @@ diff_regions() {
 
 # Event number of a dm device (moves on every dm event).
 event_nr() {
-	dmsetup info -c --noheadings -o events "$1" | tr -d ' '
+	if [ -n "${PYSERVE_PID:-}" ]; then
+		py_call dmctl.py events "$1" || fail "$py_out"
+		echo "$py_out"
+	else
+		dmsetup info -c --noheadings -o events "$1" | tr -d ' '
+	fi
 }
 
 # is_subset "<a b c>" "<a b c d>": every word of the first in the second.
@@ -375,8 +391,12 @@ is_subset() {
 }
 
 # py_start: starts tests/vm/pyserve.py as a coproc, for a case that calls
-# the Python helpers many times (a Python start costs seconds here).
+# the Python helpers many times (a Python start costs seconds here). The
+# status helpers (status_words and those over it, stat_of, event_nr) then go
+# through its dmctl.py too. Once per case; not from a background job that
+# runs beside the case's own calls (one request at a time on the pipe).
 py_start() {
+	[ -z "${PYSERVE_PID:-}" ] || return 0
 	coproc PYSERVE { exec "$PYTHON" "$FRACTURE_VM/pyserve.py"; }
 }
 

@@ -36,25 +36,12 @@ MX_PROXY_PORT=10812
 
 # Device-mapper control through dmctl.py in the pyserve process: a dmsetup
 # start costs about half a second here, and a cell makes dozens of calls.
-# lib.sh's status helpers (wait_health, status_field, ...) go through it
-# too, once py_start has run. Devices are created and removed with dmsetup.
+# lib.sh's status helpers (wait_health, status_field, stat_of, event_nr...)
+# go through it too once py_start has run. Devices are created and removed
+# with dmsetup.
 dmc() {
 	py_call dmctl.py "$@" || fail "$py_out"
 	[ -z "$py_out" ] || echo "$py_out"
-}
-status_words() {
-	py_call dmctl.py status "$1" || py_out=
-	read -r -a st <<<"$py_out"
-}
-event_nr() {
-	dmc events "$1"
-}
-stat_of() {
-	local w
-	py_call dmctl.py message "$1" stats || fail "$py_out"
-	for w in $py_out; do
-		[[ "$w" != "$2="* ]] || echo "${w#*=}"
-	done
 }
 
 mx_slot_of() {

@@ -2,6 +2,7 @@
 # A secondary that fails writes is fractured (F) and gets no more writes;
 # the host's writes still succeed. A primary that fails writes fails them.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers and the status helpers in one process
 
 dmsetup create p --table "0 $RAM_SECTORS linear /dev/ram1 0"
 dmsetup create s --table "0 $RAM_SECTORS linear /dev/ram2 0"

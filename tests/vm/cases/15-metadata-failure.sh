@@ -4,6 +4,7 @@
 # sent unmarked or acknowledged unlogged; writes to regions already marked
 # go on while every leg is in sync.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers and the status helpers in one process
 
 L=$RAM_SECTORS R=1024
 linear_over meta /dev/ram0

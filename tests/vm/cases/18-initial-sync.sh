@@ -2,6 +2,7 @@
 # A new mirror on a blank metadata device copies the primary to every
 # secondary (health R until done), unless the table says `nosync`.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers and the status helpers in one process
 
 L=$RAM_SECTORS R=1024   # 128 regions
 head -c 64M /dev/urandom >/dev/ram1     # the primary holds data already

@@ -7,6 +7,7 @@
 # the primary (dm-dust) are served by a secondary, and fail when no other
 # leg is in sync.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers and the status helpers in one process
 
 L=$RAM_SECTORS R=128   # 1024 regions of 64 KiB
 linear_over p /dev/ram1

@@ -9,6 +9,7 @@
 # cover every region where a leg differs from the leg that would serve as
 # the primary.
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers and the status helpers in one process
 
 L=4096 R=64 M=64   # 2 MiB legs, 64 regions of 32 KiB; metadata area 32 KiB
 total=$((M + 3 * L))

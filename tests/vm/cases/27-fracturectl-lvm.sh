@@ -8,6 +8,7 @@
 # mirror and the duplicate-PV problem with its documented fixes.
 # vm-timeout: 900
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers and the status helpers in one process
 
 # LVM with a configuration of its own: no udev sync in the guest, backups
 # in /tmp.

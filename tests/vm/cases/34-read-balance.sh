@@ -9,6 +9,7 @@
 # completes in the submitter's context. `stats` counts reads per leg
 # (`reads=<leg 0>,<leg 1>`).
 . "$FRACTURE_VM/lib.sh"
+py_start   # the Python helpers and the status helpers in one process
 
 MB=8
 R=128   # 64 KiB regions: 128 of them in the data written
@@ -38,13 +39,15 @@ reads_of() {
 }
 # par_sum: md5 of the first $MB MiB of the mirror, read by 8 readers at
 # once (direct I/O, 4 KiB reads), so that reads overlap on the legs.
+# (Each wait names its jobs: a bare wait would wait for the pyserve coproc.)
 par_sum() {
-	local i
+	local i pids=()
 	for i in $(seq 0 7); do
 		dd if=/dev/mapper/rb of=/tmp/part.$i bs=4k skip=$((i * MB * 32)) count=$((MB * 32)) \
 			iflag=direct status=none &
+		pids+=($!)
 	done
-	wait
+	wait "${pids[@]}"
 	for i in $(seq 0 7); do cat /tmp/part.$i; done | md5sum | cut -d' ' -f1
 	rm -f /tmp/part.*
 }
@@ -100,13 +103,14 @@ legs_identical $((MB * 2048)) "$l0" "$l1"
 step "a region discarded since the table was loaded is read from the primary"
 # region_reads <region>: 8 readers read the 64 KiB region 4 times each.
 region_reads() {
-	local i
+	local i pids=()
 	for i in $(seq 8); do
 		for _ in 1 2 3 4; do
 			dd if=/dev/mapper/rb of=/dev/null bs=4k skip=$(($1 * 16)) count=16 iflag=direct status=none
 		done &
+		pids+=($!)
 	done
-	wait
+	wait "${pids[@]}"
 }
 blkdiscard -o 0 -l 65536 /dev/mapper/rb
 r1=$(reads_of 1)
