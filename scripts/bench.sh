@@ -27,6 +27,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+. scripts/vm.sh
 flavour=${1:-release}
 which=${2:-all}
 case $flavour in
@@ -52,7 +53,7 @@ echo "bench: kernel $KDIR ($flavour); results in $results"
 # prints a line per run. Its exit status is not relied on: guest.sh leaves
 # guest-status.
 timeout --foreground 3600 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 3G \
-	--rwdir "$results" --append "brd.rd_nr=4 brd.rd_size=262144 null_blk.nr_devices=0" \
+	--rwdir "$results" --append "brd.rd_nr=4 brd.rd_size=262144 null_blk.nr_devices=0 $VM_ROOT_APPEND" \
 	-- "$top/tests/bench/guest.sh" "$build/dm_fracture.ko" "$results" "$flavour" "$which" </dev/null ||
 	echo "bench: the guest exited with status $?" >&2
 # The report is made even when a benchmark failed: what was measured is

@@ -5,6 +5,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+. scripts/vm.sh
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 KDIR=$(scripts/kernel.sh build debug)
@@ -13,5 +14,5 @@ cargo build -q --locked -p fracturectl
 out=$(mktemp -d)
 echo "demo: booting a guest (about a minute under TCG)..."
 timeout --foreground 900 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 2G \
-	--rwdir "$out" --append "brd.rd_nr=4 brd.rd_size=65536" \
+	--rwdir "$out" --append "brd.rd_nr=4 brd.rd_size=65536 $VM_ROOT_APPEND" \
 	-- "$top/tests/vm/demo-guest.sh" </dev/null

@@ -12,6 +12,7 @@
 # Environment: KDIR, FRACTURE_RESULTS (directory), FRACTURE_CRASH_SEED.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$top/scripts/vm.sh"
 KDIR=${KDIR:-$("$top/scripts/kernel.sh" path debug)}
 points=${1:-${FRACTURE_CRASH_POINTS:-20}}
 results=${FRACTURE_RESULTS:-$top/tests/results/crash-$(date +%Y%m%d-%H%M%S)}
@@ -31,7 +32,7 @@ for ((boot = 0; boot <= points; boot++)); do
 	timeout --foreground -k 10 300 \
 		vng --run "$KDIR" --disable-kvm --verbose --user root --cpus 2 --memory 1G \
 			--rwdir "$results" "${imgs[@]}" \
-			--append "oops=panic hung_task_panic=1" \
+			--append "oops=panic hung_task_panic=1 $VM_ROOT_APPEND" \
 			-- "$top/tests/vm/crash-guest.sh" "$boot" "$points" "$results" \
 			>"$results/crash-$boot.console.log" 2>&1 </dev/null
 	if grep -q "^FAIL" "$results/crash-boot-$boot" 2>/dev/null || [ ! -s "$results/crash-boot-$boot" ]; then

@@ -12,6 +12,7 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 KDIR=${KDIR:-$("$top/scripts/kernel.sh" path debug)}
+. "$top/scripts/vm.sh"
 pattern=${1:-}
 timeout_s=${FRACTURE_VM_TIMEOUT:-3600}
 results=${FRACTURE_RESULTS:-$top/tests/results/vm-$(date +%Y%m%d-%H%M%S)}
@@ -62,7 +63,7 @@ for ((i = 1; i <= shards; i++)); do
 	timeout --foreground -k 10 "$timeout_s" \
 		vng --run "$KDIR" --disable-kvm --verbose --user root --cpus "$cpus" --memory 3G \
 			--rwdir "$results/shard-$i" \
-			--append "brd.rd_nr=12 brd.rd_size=65536 null_blk.nr_devices=0 loglevel=7 oops=panic hung_task_panic=1 softlockup_panic=1" \
+			--append "brd.rd_nr=12 brd.rd_size=65536 null_blk.nr_devices=0 loglevel=7 oops=panic hung_task_panic=1 softlockup_panic=1 $VM_ROOT_APPEND" \
 			-- "$top/tests/vm/guest.sh" "$results/shard-$i" "$pattern" "$results/shard-$i.cases" \
 			>"$results/shard-$i/console.log" 2>&1 </dev/null &
 	pids+=($!)
@@ -117,7 +118,7 @@ if [ -z "$pattern" ] || [[ reboot == *$pattern* ]]; then
 		timeout --foreground -k 10 600 \
 			vng --run "$KDIR" --disable-kvm --verbose --user root --cpus 2 --memory 1G \
 				--rwdir "$results" "${imgs[@]}" \
-				--append "oops=panic hung_task_panic=1" \
+				--append "oops=panic hung_task_panic=1 $VM_ROOT_APPEND" \
 				-- "$top/tests/vm/reboot-guest.sh" "$phase" "$results" \
 				>"$results/reboot-$phase.console.log" 2>&1 </dev/null || true
 	done
