@@ -83,9 +83,13 @@ mx_drop() {
 # the proxy cuts the link with the connection open. nbd-client's timeout
 # (-t 3) fails the I/O after 3 s (the primary and the metadata are not
 # timed by the target: without it their I/O would wait for the link).
+# qemu-nbd serves one client at a time by default: the dead connection's
+# server side may still be open through the proxy when nbd-client
+# reconnects, and the new handshake then waits for it (a CI run failed a
+# cell with "nbd0 did not connect" after 50 tries); -e 4 lets it in.
 mx_nbd_start() {
 	ip link set lo up
-	qemu-nbd -f raw --cache=none -t -b 127.0.0.1 -p $MX_NBD_PORT -x leg "$MX_NBD_SERVED" &
+	qemu-nbd -f raw --cache=none -t -e 4 -b 127.0.0.1 -p $MX_NBD_PORT -x leg "$MX_NBD_SERVED" &
 	MX_SERVER=$!
 	"$PYTHON" "$FRACTURE_VM/nbdproxy.py" $MX_PROXY_PORT $MX_NBD_PORT 0 >/tmp/mxproxy.out 2>&1 &
 	MX_PROXY=$!

@@ -14,7 +14,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 KDIR=${KDIR:-$("$top/scripts/kernel.sh" path debug)}
 . "$top/scripts/vm.sh"
 pattern=${1:-}
-timeout_s=${FRACTURE_VM_TIMEOUT:-3600}
+timeout_s=${FRACTURE_VM_TIMEOUT:-4800}
 results=${FRACTURE_RESULTS:-$top/tests/results/vm-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$results"
 results=$(cd "$results" && pwd)

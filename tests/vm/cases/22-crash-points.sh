@@ -18,7 +18,7 @@
 # vm-timeout: 1500
 . "$FRACTURE_VM/lib.sh"
 
-POINTS=${FRACTURE_CRASH_POINTS_SIM:-10}
+POINTS=${FRACTURE_CRASH_POINTS_SIM:-6}
 L=16384 R=64   # 8 MiB, 256 regions
 RANDOM=${FRACTURE_CRASH_SEED:-22}
 names=(cm cp ca cb) disks=(/dev/ram0 /dev/ram1 /dev/ram2 /dev/ram3)
