@@ -15,7 +15,7 @@ Requests, the words of a helper's command line:
     <helper.py> <args>...
         runs helper.main() with those arguments (ackload.py check,
         bitmap.py, crashcheck.py, diffregions.py, dmctl.py, legscmp.py,
-        regionwrite.py).
+        refuse.py, regionwrite.py).
 
 Every answer is the helper's output, stdout and stderr in that order, then
 a line "rc <exit status>".
@@ -35,6 +35,7 @@ import crashcheck  # noqa: E402
 import diffregions  # noqa: E402
 import dmctl  # noqa: E402
 import legscmp  # noqa: E402
+import refuse  # noqa: E402
 import regionwrite  # noqa: E402
 
 HELPERS = {
@@ -45,6 +46,7 @@ HELPERS = {
     "diffregions.py": diffregions,
     "dmctl.py": dmctl,
     "legscmp.py": legscmp,
+    "refuse.py": refuse,
     "regionwrite.py": regionwrite,
 }
 
