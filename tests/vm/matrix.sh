@@ -338,8 +338,11 @@ mx_cell() {
 			;;
 		load)
 			# Generations grow with the cell: a block an earlier cell
-			# wrote never passes for this one's.
-			py_call ackload.py write /dev/mapper/mxa /tmp/mx.acks "$MX_CELL_NO" 5 "$RANDOM" || fail "ackload: $py_out"
+			# wrote never passes for this one's. It runs until killed
+			# 3 s after the cell's write (below); 60 s is only a bound
+			# (with 5 s it once ended before a slow injection, and a
+			# drop_writes cell then saw no write lost).
+			py_call ackload.py write /dev/mapper/mxa /tmp/mx.acks "$MX_CELL_NO" 60 "$RANDOM" || fail "ackload: $py_out"
 			load=$py_out MX_LOAD=$py_out
 			sleep 1
 			;;
