@@ -13,8 +13,10 @@ use super::bio::{BioKind, BlkStatus, CloneTag, FanTarget};
 use super::device::Dev;
 use super::status::{Emitter, StatusType};
 use super::timed::Outcome;
+use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_uint, c_void};
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use kernel::prelude::*;
@@ -119,6 +121,12 @@ struct PerBio<T: Target> {
     pending: AtomicU32,
     failed: AtomicU32,
     timed_out: AtomicU32,
+    /// Set by [`MapBio::remap_retryable`]: the index it was given, plus one
+    /// (0: the bio was not sent that way, or its completion was seen).
+    remapped: AtomicU32,
+    /// What the bio was before that remap (written then, read once when it
+    /// fails).
+    details: UnsafeCell<MaybeUninit<bindings::fracture_bio_details>>,
     target: *const T,
     ti: *const bindings::dm_target,
     user: T::PerBio,
@@ -130,6 +138,8 @@ impl<T: Target> PerBio<T> {
             pending: AtomicU32::new(0),
             failed: AtomicU32::new(0),
             timed_out: AtomicU32::new(0),
+            remapped: AtomicU32::new(0),
+            details: UnsafeCell::new(MaybeUninit::uninit()),
             target,
             ti,
             user: T::PerBio::default(),
@@ -295,6 +305,24 @@ impl<T: Target> MapBio<'_, T> {
             (*p).bi_iter.bi_sector = sector;
         }
         MapResult(bindings::DM_MAPIO_REMAPPED as c_int)
+    }
+
+    /// Sends the bio itself to `dev` like [`MapBio::remap`] (no clone is
+    /// made). If it completes, dm core ends it and [`Target::end_io`] is
+    /// called. If it fails, it is first restored to what it was here and
+    /// handed to [`Target::fanout_done`] with bit `index` set in `failed`,
+    /// as if it had been fanned out to `dev` alone: the target may fan it
+    /// out again (a read retried on another device) or end it.
+    pub fn remap_retryable(self, dev: &Dev, index: u32) -> MapResult {
+        // SAFETY: the per-bio data is initialised (type invariant) and not
+        // referenced elsewhere until the bio completes; the bio is live and
+        // ours, and nothing below it has seen it yet.
+        unsafe {
+            let st = self.data.as_ref();
+            bindings::fracture_bio_record((*st.details.get()).as_mut_ptr(), self.bio.as_ptr());
+            st.remapped.store(index.saturating_add(1), Ordering::Relaxed);
+        }
+        self.remap(dev)
     }
 
     /// Completes the bio now with `status`.
@@ -558,9 +586,10 @@ impl<T: Target> HeldBio<T> {
         unsafe { &self.data.as_ref().user }
     }
 
-    /// First sector, relative to the start of the target. Valid because the
-    /// held bio itself is never submitted (only clones are), so its
-    /// position is never advanced.
+    /// First sector, relative to the start of the target. Valid because a
+    /// held bio itself is either never submitted (only clones are) or was
+    /// restored after a failed remap (see [`MapBio::remap_retryable`]), so
+    /// its position is the one it was mapped at.
     pub fn sector(&self) -> u64 {
         // SAFETY: the bio and its per-bio data are live until ended; `ti`
         // outlives its bios.
@@ -925,6 +954,33 @@ unsafe extern "C" fn end_io_cb<T: Target>(
     // initialised; `error` is valid for reads and writes.
     unsafe {
         let data = per_bio_of::<T>(bio);
+        let st = data.as_ref();
+        // Seen once: a bio handed back below completes here again when the
+        // target ends it, and is then done.
+        let remapped = st.remapped.swap(0, Ordering::Relaxed);
+        if remapped != 0 && *error != bindings::BLK_STS_OK {
+            // `remap_retryable` recorded the bio before it went down; what
+            // the layers below changed (position, device, splits) is put
+            // back, so that it can be cloned or sent again. dm core leaves
+            // a bio to its target after DM_ENDIO_INCOMPLETE, and nothing
+            // below touches it after completing it.
+            bindings::fracture_bio_restore((*st.details.get()).as_ptr(), bio.as_ptr());
+            (*bio.as_ptr()).bi_status = bindings::BLK_STS_OK;
+            let failed = 1u32.checked_shl(remapped - 1).unwrap_or(0);
+            // `map_cb` stored the target, alive while its bios are.
+            let target = &*st.target;
+            // Not touched again here: the target may end it at once.
+            target.fanout_done(
+                HeldBio {
+                    bio,
+                    data,
+                    _p: PhantomData,
+                },
+                failed,
+                0,
+            );
+            return bindings::DM_ENDIO_INCOMPLETE as c_int;
+        }
         let mut status = BlkStatus(*error);
         target::<T>(ti).end_io(BioKind::of(bio), &data.as_ref().user, &mut status);
         *error = status.0;

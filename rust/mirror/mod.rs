@@ -660,9 +660,10 @@ impl Target for Fracture {
             return bio.end(BlkStatus::IOERR);
         }
         match kind.op {
-            // Cloned rather than remapped, so that a failed read can be
-            // sent again to another leg (see `retry_read`). Balanced over
-            // the legs that hold every acknowledged write of its range.
+            // Remapped (no clone); if it fails it comes back to
+            // `fanout_done` as it was here and is sent again to another leg
+            // (see `retry_read`). Balanced over the legs that hold every
+            // acknowledged write of its range.
             Op::Read => {
                 let primary = self.shared.primary();
                 // Reads are not timed: with `io_timeout` (remote legs that
@@ -673,8 +674,11 @@ impl Target for Fracture {
                     self.shared.read_legs(bio.sector(), bio.sectors())
                 };
                 let leg = pick_read_leg(&self.legs, primary, others);
+                let Some(l) = self.legs.get(leg as usize) else {
+                    return bio.end(BlkStatus::IOERR);
+                };
                 start_read(&self.legs, bio.per_bio(), leg);
-                bio.fan_out(leg_targets(&self.legs, 1 << leg, 0))
+                bio.remap_retryable(&l.dev, leg)
             }
             // An empty flush (dm core strips REQ_PREFLUSH from data bios):
             // every leg that gets writes gets it.
@@ -757,6 +761,14 @@ impl Target for Fracture {
         // A failed leg (the thread fractures it or fails over), or log bits
         // still to commit.
         self.defer(bio);
+    }
+
+    fn end_io(&self, kind: BioKind, pb: &PerBio, _status: &mut BlkStatus) {
+        // A remapped read that completed (a failed one, or one sent again
+        // to another leg, went through `fanout_done`, which counted it).
+        if kind.op == Op::Read {
+            read_done(&self.legs, pb);
+        }
     }
 
     fn status(&self, kind: StatusType, out: &mut Emitter<'_>) {

@@ -44,6 +44,32 @@ void fracture_bio_set_dev(struct bio *bio, struct block_device *bdev)
 	bio_set_dev(bio, bdev);
 }
 
+void fracture_bio_record(struct fracture_bio_details *bd, const struct bio *bio)
+{
+	bd->bi_bdev = bio->bi_bdev;
+	bd->bi_flags = bio->bi_flags;
+	bd->bi_iter = bio->bi_iter;
+	bd->bi_remaining = atomic_read(&bio->__bi_remaining);
+	bd->bi_end_io = bio->bi_end_io;
+#if defined(CONFIG_BLK_DEV_INTEGRITY)
+	bd->bi_integrity = bio->bi_integrity;
+#else
+	bd->bi_integrity = NULL;
+#endif
+}
+
+void fracture_bio_restore(const struct fracture_bio_details *bd, struct bio *bio)
+{
+	bio->bi_bdev = bd->bi_bdev;
+	bio->bi_flags = bd->bi_flags;
+	bio->bi_iter = bd->bi_iter;
+	atomic_set(&bio->__bi_remaining, bd->bi_remaining);
+	bio->bi_end_io = bd->bi_end_io;
+#if defined(CONFIG_BLK_DEV_INTEGRITY)
+	bio->bi_integrity = bd->bi_integrity;
+#endif
+}
+
 dev_t fracture_bdev_dev(const struct block_device *bdev)
 {
 	return bdev->bd_dev;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * dm-fracture C shim: exported wrappers for the few kernel macros and static
- * inline functions the Rust abstraction layer (rust/dm/) needs. Nothing else
- * lives here; every function is a one-liner.
+ * inline functions the Rust abstraction layer (rust/dm/) needs, and a copy
+ * of dm-bio-record.h's two helpers. Nothing else lives here.
  */
 #ifndef DM_FRACTURE_HELPERS_H
 #define DM_FRACTURE_HELPERS_H
@@ -21,6 +21,25 @@ void fracture_log(int level, const char *msg, size_t len);
 
 unsigned int fracture_bio_op(const struct bio *bio);
 void fracture_bio_set_dev(struct bio *bio, struct block_device *bdev);
+
+/*
+ * What the block layer below may change in a remapped bio, saved so that it
+ * can be sent again: dm_bio_record()/dm_bio_restore() of
+ * drivers/md/dm-bio-record.h, which is not under include/ (an out-of-tree
+ * module cannot include it). The integrity pointer is kept in every
+ * configuration so that the layout does not depend on it.
+ */
+struct fracture_bio_details {
+	struct block_device *bi_bdev;
+	int bi_remaining;
+	unsigned long bi_flags;
+	struct bvec_iter bi_iter;
+	bio_end_io_t *bi_end_io;
+	struct bio_integrity_payload *bi_integrity;
+};
+
+void fracture_bio_record(struct fracture_bio_details *bd, const struct bio *bio);
+void fracture_bio_restore(const struct fracture_bio_details *bd, struct bio *bio);
 
 dev_t fracture_bdev_dev(const struct block_device *bdev);
 sector_t fracture_bdev_nr_sectors(struct block_device *bdev);
