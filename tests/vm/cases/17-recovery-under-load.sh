@@ -77,17 +77,36 @@ dmsetup remove ul s
 
 # The two race steps use a 1 MiB mirror: 16 regions, all of them dirty.
 S=2048
+# race_setup <delay-name> <delay-table> <legs>: mirror "rc" over <legs> (one
+# of them the delay device), metadata on /dev/ram0; leg 1 fractured and all
+# 16 of its regions written (logged).
+race_setup() {
+	wipe /dev/ram0 /dev/ram1 /dev/ram2
+	dmsetup create "$1" --table "$2"
+	create rc "0 $S fracture /dev/ram0 $R 2 $3 1 nosync"
+	dmsetup message rc 0 fracture 1
+	fio --name=d --filename=/dev/mapper/rc --size=1M --direct=1 --ioengine=libaio --iodepth=16 \
+		--rw=write --bs=64k --output-format=terse --minimal >/dev/null || fail "fio dirtying"
+	assert_eq 16 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"
+}
+# race_end <delay-name> <what>: recovery is done; some copy was redone (else
+# <what> did not happen: the race is not exercised), the legs are identical,
+# the log empty.
+race_end() {
+	wait_health rc AA 120
+	redone=$(stat_of rc copies_redone)
+	echo "copies redone: $redone, regions copied: $(stat_of rc regions_copied)"
+	[ "$redone" -gt 0 ] || fail "$2: the race is not exercised"
+	legs_identical $S /dev/ram1 /dev/ram2
+	assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
+	dmsetup remove rc "$1"
+}
+
 step "a host write in flight when a copy starts: the copy is voided and redone, nothing lost"
 # Deterministic: the primary's writes take 5 s (dm-delay), one 4 KiB write
 # per region (all 16 at once) is in flight when the leg is rejoined, so
 # every copy recovery starts then finds its region busy.
-wipe /dev/ram0 /dev/ram1 /dev/ram2
-dmsetup create slowp --table "0 $S delay /dev/ram1 0 0 /dev/ram1 0 5000"
-create rc "0 $S fracture /dev/ram0 $R 2 /dev/mapper/slowp /dev/ram2 1 nosync"
-dmsetup message rc 0 fracture 1
-fio --name=d --filename=/dev/mapper/rc --size=1M --direct=1 --ioengine=libaio --iodepth=16 \
-	--rw=write --bs=64k --output-format=terse --minimal >/dev/null || fail "fio dirtying"
-assert_eq 16 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"
+race_setup slowp "0 $S delay /dev/ram1 0 0 /dev/ram1 0 5000" "/dev/mapper/slowp /dev/ram2"
 h0=$(stat_of rc host_writes)
 # rw=write:60k: 4 KiB written, 60 KiB skipped: one write per region.
 fio --name=held --filename=/dev/mapper/rc --size=1M --direct=1 --ioengine=libaio \
@@ -102,26 +121,14 @@ done
 [ "$(stat_of rc host_writes)" -ge $((h0 + 16)) ] || fail "the 16 held writes did not start"
 dmsetup message rc 0 rejoin 1
 wait $pid || { cat /tmp/fio-held.out; fail "fio verify failed (writes held during copies)"; }
-wait_health rc AA 60
-redone=$(stat_of rc copies_redone)
-echo "copies redone: $redone, regions copied: $(stat_of rc regions_copied)"
-[ "$redone" -gt 0 ] || fail "no copy found its region busy: the race is not exercised"
-legs_identical $S /dev/ram1 /dev/ram2
-assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
-dmsetup remove rc slowp
+race_end slowp "no copy found its region busy"
 
 step "a host write starting while a copy is in flight: the copy is voided and redone"
 # Deterministic: the secondary's writes take 3 s, so recovery's first 8
 # copies stay in flight for 3 s; one write per region, all started at once
 # by threads of the running pyserve.py (no fio start-up), lands in that
 # window.
-wipe /dev/ram0 /dev/ram1 /dev/ram2
-dmsetup create slows --table "0 $S delay /dev/ram2 0 0 /dev/ram2 0 3000"
-create rc "0 $S fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/slows 1 nosync"
-dmsetup message rc 0 fracture 1
-fio --name=d --filename=/dev/mapper/rc --size=1M --direct=1 --ioengine=libaio --iodepth=16 \
-	--rw=write --bs=64k --output-format=terse --minimal >/dev/null || fail "fio dirtying"
-assert_eq 16 "$(count_words "$(logged_regions /dev/ram0 1)")" "regions logged"
+race_setup slows "0 $S delay /dev/ram2 0 0 /dev/ram2 0 3000" "/dev/ram1 /dev/mapper/slows"
 dmsetup message rc 0 rejoin 1
 py_call regionwrite.py write /dev/mapper/rc $((R * 512)) 0 16 17 || fail "$py_out"
 echo "$py_out"
@@ -129,11 +136,6 @@ left=$(count_words "$(logged_regions /dev/ram0 1)")
 echo "regions left after the writes: $left"
 [ "$left" -gt 0 ] || fail "recovery was done before the writes: the race is not exercised"
 wait_health rc AA 120
-redone=$(stat_of rc copies_redone)
-echo "copies redone: $redone, regions copied: $(stat_of rc regions_copied)"
-[ "$redone" -gt 0 ] || fail "no write started during a copy: the race is not exercised"
 py_call regionwrite.py check /dev/mapper/rc $((R * 512)) 0 16 17 || fail "$py_out"
 echo "$py_out"
-legs_identical $S /dev/ram1 /dev/ram2
-assert_eq "" "$(logged_regions /dev/ram0 1)" "bits after recovery"
-dmsetup remove rc slows
+race_end slows "no write started during a copy"
