@@ -369,9 +369,11 @@ impl<T: Target> MapBio<'_, T> {
 ///
 /// # Safety
 ///
-/// `bio` must be a live bio of `target` owned by the caller and never
-/// submitted itself, `data` its initialised per-bio data. Ownership of the
-/// bio passes to the fan-out.
+/// `bio` must be a live bio of `target` owned by the caller and not in
+/// flight: never submitted itself, or restored after a failed remap (see
+/// [`MapBio::remap_retryable`]), so that its position is the one it was
+/// mapped at; `data` its initialised per-bio data. Ownership of the bio
+/// passes to the fan-out.
 unsafe fn fan_out_raw<'b, T: Target>(
     target: &T,
     bio: NonNull<bindings::bio>,
@@ -392,7 +394,7 @@ unsafe fn fan_out_raw<'b, T: Target>(
         if let Some(timed) = t.timed {
             // Counted first: the report may come before `submit` returns.
             st.pending.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the source bio is live, ours and not submitted, so its
+            // SAFETY: the source bio is live, ours and not in flight, so its
             // data and position do not change; the per-bio data lives until
             // the bio ends, which waits for this report (counted in
             // `pending`); `report_timed::<T>` matches the context.
@@ -430,6 +432,10 @@ unsafe fn fan_out_raw<'b, T: Target>(
                 .sub(1)
                 .write(CloneTag { index: t.index });
             (*c).bi_iter.bi_sector = sector;
+            // Completed by interrupt: a polling submitter polls only the
+            // bio dm core made (see dm_poll_bio), never these, so one left
+            // on a leg's poll queue would wait there for ever.
+            (*c).bi_opf &= !bindings::REQ_POLLED;
             (*c).bi_end_io = Some(clone_endio::<T>);
             (*c).bi_private = data.as_ptr().cast();
         }
@@ -561,8 +567,9 @@ unsafe fn clone_finished<T: Target>(data: NonNull<PerBio<T>>) {
     unsafe { fanout_finish::<T>(target, bio, data) };
 }
 
-/// A bio the target has taken over (its map returned "submitted") and must
-/// end exactly once with [`HeldBio::end`]. Dropping it ends it with `EIO`,
+/// A bio the target has taken over (its map returned "submitted", or it came
+/// back from a failed remap) and must end exactly once with [`HeldBio::end`]
+/// or hand on with [`HeldBio::fan_out`]. Dropping it ends it with `EIO`,
 /// so a bio is never leaked.
 pub struct HeldBio<T: Target> {
     bio: NonNull<bindings::bio>,
@@ -613,8 +620,9 @@ impl<T: Target> HeldBio<T> {
         // is only destroyed once none of its bios is in flight, and this one
         // is.
         let target = unsafe { &*data.as_ref().target };
-        // SAFETY: we own the live bio (it was held, never submitted) and
-        // forgot `self`, so it is dealt with once, by the fan-out.
+        // SAFETY: we own the live bio (held: never submitted, or restored
+        // after a failed remap) and forgot `self`, so it is dealt with once,
+        // by the fan-out.
         unsafe { fan_out_raw(target, bio, data, sector, to) };
     }
 

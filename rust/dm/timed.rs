@@ -340,6 +340,8 @@ impl TimedSet {
         let s = src.as_ptr();
         // SAFETY: `src` is live (the caller's promise).
         let (opf, size, op) = unsafe { ((*s).bi_opf, (*s).bi_iter.bi_size, bindings::fracture_bio_op(s)) };
+        // Completed by interrupt, like the clones of a fan-out.
+        let opf = opf & !bindings::REQ_POLLED;
         let data = op == bindings::req_op_REQ_OP_WRITE && size != 0;
         // SAFETY: as above.
         unsafe { self.send(dev, opf, size, data.then_some(src), sector, index, report, ctx) }

@@ -7,7 +7,8 @@
 # whichever leg served it. The legs are null_blk devices that complete after 200 us (a
 # timer), so that reads stay in flight and the choice is exercised; brd
 # completes in the submitter's context. `stats` counts reads per leg
-# (`reads=<leg 0>,<leg 1>`).
+# (`reads=<leg 0>,<leg 1>`). Polled I/O (io_uring with polling) over legs
+# with poll queues completes.
 . "$FRACTURE_VM/lib.sh"
 py_start   # the Python helpers and the status helpers in one process
 
@@ -135,7 +136,40 @@ create rb "0 $RAM_SECTORS fracture /dev/ram0 $R 2 $l0 $l1 3 nosync io_timeout 50
 assert_eq "$sum" "$(par_sum)" "data read back"
 assert_eq 0 "$(reads_of 1)" "reads on leg 1 with io_timeout"
 dmsetup remove rb
-for n in rb0 rb1; do
+
+step "polled I/O (io_uring, hipri) over legs with poll queues: every write and read completes"
+# A submitter that polls (io_uring IOPOLL) polls only the bio dm core made:
+# a remapped read is that bio, but the clones of a write (and timed copies)
+# must complete by interrupt: one left on a leg's poll queue would never
+# complete (the case would hang and hung_task_panic end it).
+poll_nullb() {
+	local d=/sys/kernel/config/nullb/$1
+	mkdir "$d"
+	echo 1 >"$d/memory_backed"
+	echo 64 >"$d/size"
+	echo 1 >"$d/poll_queues"
+	echo 1 >"$d/power"
+	echo "/dev/$1"
+}
+p0=$(poll_nullb pq0)
+p1=$(poll_nullb pq1)
+# polled_io <feature words>: fio writes and verifies through io_uring with
+# polling on a fresh mirror over the two legs.
+polled_io() {
+	local dm
+	wipe /dev/ram0
+	create pq "0 $RAM_SECTORS fracture /dev/ram0 $R 2 $p0 $p1 $# $*"
+	dm=dm-$(dmsetup info -c --noheadings -o minor pq | tr -d ' ')
+	assert_eq 1 "$(cat "/sys/block/$dm/queue/io_poll")" "io_poll of the mirror (every leg has poll queues)"
+	timeout 300 fio --name=p --filename=/dev/mapper/pq --size=4M --direct=1 --ioengine=io_uring --hipri=1 \
+		--iodepth=8 --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 \
+		--output-format=terse --minimal >/tmp/fio-poll.out 2>&1 || { cat /tmp/fio-poll.out; fail "polled I/O ($*)"; }
+	legs_identical 8192 "$p0" "$p1"
+	dmsetup remove pq
+}
+polled_io nosync
+polled_io nosync io_timeout 5000
+for n in rb0 rb1 pq0 pq1; do
 	echo 0 >/sys/kernel/config/nullb/$n/power
 	rmdir /sys/kernel/config/nullb/$n
 done
