@@ -466,8 +466,10 @@ unsafe fn end_bio(bio: NonNull<bindings::bio>, status: BlkStatus) {
 ///
 /// # Safety
 ///
-/// `bio` is a live bio of `target` that returned DM_MAPIO_SUBMITTED from
-/// `fan_out`, `data` its per-bio data, and all its clones have completed.
+/// `bio` is a live bio of `target` owned by the caller and not in flight
+/// (all clones of its fan-out completed, or a failed remap restored it),
+/// `data` its per-bio data with its fan-out outcome (`failed`,
+/// `timed_out`) final.
 unsafe fn fanout_finish<T: Target>(
     target: &T,
     bio: NonNull<bindings::bio>,
@@ -974,19 +976,13 @@ unsafe extern "C" fn end_io_cb<T: Target>(
             // below touches it after completing it.
             bindings::fracture_bio_restore((*st.details.get()).as_ptr(), bio.as_ptr());
             (*bio.as_ptr()).bi_status = bindings::BLK_STS_OK;
-            let failed = 1u32.checked_shl(remapped - 1).unwrap_or(0);
-            // `map_cb` stored the target, alive while its bios are.
-            let target = &*st.target;
-            // Not touched again here: the target may end it at once.
-            target.fanout_done(
-                HeldBio {
-                    bio,
-                    data,
-                    _p: PhantomData,
-                },
-                failed,
-                0,
-            );
+            // As a fan-out of one clone that failed.
+            st.failed
+                .store(1u32.checked_shl(remapped - 1).unwrap_or(0), Ordering::Relaxed);
+            st.timed_out.store(0, Ordering::Relaxed);
+            // `map_cb` stored the target, alive while its bios are. Not
+            // touched again here: the target may end it at once.
+            fanout_finish::<T>(&*st.target, bio, data);
             return bindings::DM_ENDIO_INCOMPLETE as c_int;
         }
         let mut status = BlkStatus(*error);

@@ -280,14 +280,18 @@ expect_create_fail() {
 }
 
 # A null_blk device with a volatile write cache (so flush and FUA mean
-# something): nullb_create <name> <size MiB>; prints the /dev path.
+# something): nullb_create <name> <size MiB> [<attribute>=<value>...]
+# (more configfs attributes, set before power-on); prints the /dev path.
 nullb_create() {
-	local d=/sys/kernel/config/nullb/$1
+	local d=/sys/kernel/config/nullb/$1 kv
 	mkdir "$d"
 	echo 1 >"$d/memory_backed"
 	echo "$2" >"$d/size"
 	echo 4 >"$d/cache_size"
 	echo 1 >"$d/discard"
+	for kv in "${@:3}"; do
+		echo "${kv#*=}" >"$d/${kv%%=*}"
+	done
 	echo 1 >"$d/power"
 	echo "/dev/$1"
 }

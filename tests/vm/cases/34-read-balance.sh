@@ -142,17 +142,8 @@ step "polled I/O (io_uring, hipri) over legs with poll queues: every write and r
 # a remapped read is that bio, but the clones of a write (and timed copies)
 # must complete by interrupt: one left on a leg's poll queue would never
 # complete (the case would hang and hung_task_panic end it).
-poll_nullb() {
-	local d=/sys/kernel/config/nullb/$1
-	mkdir "$d"
-	echo 1 >"$d/memory_backed"
-	echo 64 >"$d/size"
-	echo 1 >"$d/poll_queues"
-	echo 1 >"$d/power"
-	echo "/dev/$1"
-}
-p0=$(poll_nullb pq0)
-p1=$(poll_nullb pq1)
+p0=$(nullb_create pq0 64 poll_queues=1)
+p1=$(nullb_create pq1 64 poll_queues=1)
 # polled_io <feature words>: fio writes and verifies through io_uring with
 # polling on a fresh mirror over the two legs.
 polled_io() {
