@@ -115,9 +115,16 @@ w rm 10 1
 assert_eq "AF" "$(health_of rm)" "health after the timeout"
 dmsetup remove rm &
 remover=$!
+# The remover logs once it waits (it may take a while to get there on a
+# busy host); it must still be waiting 2 s after that.
+for _ in $(seq 60); do
+	dmesg | grep -q "waiting for 1 timed-out I/Os to complete" && break
+	kill -0 "$remover" 2>/dev/null || break
+	sleep 0.5
+done
+dmesg | grep -q "waiting for 1 timed-out I/Os to complete" || fail "no log line while waiting"
 sleep 2
 kill -0 "$remover" 2>/dev/null || fail "the table went away with a late I/O outstanding"
-dmesg | grep -q "waiting for 1 timed-out I/Os to complete" || fail "no log line while waiting"
 dmsetup resume s
 wait "$remover" || fail "remove failed"
 dmsetup remove s
