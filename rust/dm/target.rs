@@ -11,6 +11,7 @@
 use super::bindings;
 use super::bio::{BioKind, BlkStatus, CloneTag, FanTarget};
 use super::device::Dev;
+use super::kthread::Waker;
 use super::status::{Emitter, StatusType};
 use super::timed::Outcome;
 use core::cell::UnsafeCell;
@@ -80,7 +81,9 @@ pub trait Target: Sized + Send + Sync + 'static {
     /// for every [`FanTarget`] whose clone failed, could not be made or (a
     /// timed one) did not complete in time, the last also in `timed_out`.
     /// The target must end `bio`. May run in interrupt or softirq context:
-    /// no sleeping and no `GFP_KERNEL` allocation.
+    /// no sleeping and no `GFP_KERNEL` allocation. Once `bio` is ended (or
+    /// handed on and ended elsewhere) the target may be destroyed: hand it
+    /// to a thread with [`BioStack::push_and_wake`] and touch nothing after.
     fn fanout_done(&self, bio: HeldBio<Self>, failed: u32, timed_out: u32);
 
     /// A bio the target mapped completes with `status`, which the target may
@@ -462,6 +465,25 @@ unsafe fn end_bio(bio: NonNull<bindings::bio>, status: BlkStatus) {
     }
 }
 
+/// An RCU read-side critical section, from `new` until dropped. Not
+/// `Send`: it ends in the task or context that began it.
+struct RcuReadGuard(PhantomData<*mut ()>);
+
+impl RcuReadGuard {
+    fn new() -> Self {
+        // SAFETY: allowed in any context; paired with the unlock in `drop`.
+        unsafe { bindings::fracture_rcu_read_lock() };
+        Self(PhantomData)
+    }
+}
+
+impl Drop for RcuReadGuard {
+    fn drop(&mut self) {
+        // SAFETY: ends the section `new` began, in the same context.
+        unsafe { bindings::fracture_rcu_read_unlock() };
+    }
+}
+
 /// Calls [`Target::fanout_done`] for a bio whose clones all completed.
 ///
 /// # Safety
@@ -668,7 +690,8 @@ impl<T: Target> Default for BioStack<T> {
 }
 
 impl<T: Target> BioStack<T> {
-    /// Pushes a held bio.
+    /// Pushes a held bio. From a completion, where the bio may be ended
+    /// by its consumer before this returns, use [`BioStack::push_and_wake`].
     pub fn push(&self, bio: HeldBio<T>) {
         let p = bio.bio.as_ptr();
         core::mem::forget(bio);
@@ -684,6 +707,17 @@ impl<T: Target> BioStack<T> {
                 Err(h) => head = h,
             }
         }
+    }
+
+    /// Pushes a held bio and wakes the thread of `waker`, which takes it:
+    /// the hand-off of a completion ([`Target::fanout_done`]). The thread
+    /// may end the bio at once, and dm core then destroy the target, before
+    /// the wake-up: it runs inside an RCU read-side section, which the
+    /// target's destructor waits for, so `self` and `waker` stay valid.
+    pub fn push_and_wake(&self, bio: HeldBio<T>, waker: &Waker) {
+        let _rcu = RcuReadGuard::new();
+        self.push(bio);
+        waker.wake();
     }
 
     /// Whether the stack is empty.
@@ -915,9 +949,16 @@ unsafe extern "C" fn ctr_cb<T: Target>(
 
 /// # Safety
 ///
-/// dm core's `dtr` callout: `ti` was constructed by `ctr_cb::<T>` and has
-/// no I/O in flight.
+/// dm core's `dtr` callout: `ti` was constructed by `ctr_cb::<T>` and all
+/// its bios have ended (a completion may still be returning from a
+/// [`BioStack::push_and_wake`]).
 unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut bindings::dm_target) {
+    // dm core destroys a table once its bios have ended, but a completion
+    // that handed a bio to a thread (`BioStack::push_and_wake`) may still
+    // be waking it inside an RCU read-side section: wait for that before
+    // the target (and the thread's task reference) goes.
+    // SAFETY: the destructor runs in process context and may sleep.
+    unsafe { bindings::fracture_synchronize_rcu() };
     // SAFETY: `private` is the `KBox<T>` leaked by `ctr_cb`; nothing uses it
     // after the destructor.
     drop(unsafe { KBox::from_raw((*ti).private.cast::<T>()) });

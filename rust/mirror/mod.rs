@@ -179,8 +179,7 @@ impl Fracture {
 
     /// Hands a bio to the metadata thread.
     fn defer(&self, bio: HeldBio<Self>) {
-        self.shared.deferred.push(bio);
-        self.waker.wake();
+        self.shared.deferred.push_and_wake(bio, &self.waker);
     }
 }
 
@@ -754,8 +753,7 @@ impl Target for Fracture {
         }
         pb.failed.store(failed, Ordering::Relaxed);
         if kind.op == Op::Read {
-            self.shared.failed_reads.push(bio);
-            self.read_waker.wake();
+            self.shared.failed_reads.push_and_wake(bio, &self.read_waker);
             return;
         }
         // A failed leg (the thread fractures it or fails over), or log bits

@@ -7,6 +7,7 @@
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/random.h>
+#include <linux/rcupdate.h>
 #include <linux/printk.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
@@ -156,6 +157,23 @@ bool fracture_kthread_should_stop(void)
 void fracture_wake(struct task_struct *task)
 {
 	wake_up_process(task);
+}
+
+/* Any context; static inlines in C, hence these. */
+void fracture_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void fracture_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+/* Sleeps until every RCU read-side section begun before it has ended. */
+void fracture_synchronize_rcu(void)
+{
+	synchronize_rcu();
 }
 
 /* Announce a sleep: the caller then rechecks its condition and sleeps. */

@@ -58,6 +58,9 @@ struct task_struct *fracture_kthread_start(int (*fn)(void *), void *data, const 
 void fracture_kthread_stop(struct task_struct *task);
 bool fracture_kthread_should_stop(void);
 void fracture_wake(struct task_struct *task);
+void fracture_rcu_read_lock(void);
+void fracture_rcu_read_unlock(void);
+void fracture_synchronize_rcu(void);
 void fracture_prepare_sleep(void);
 void fracture_finish_sleep(void);
 long fracture_sleep(long timeout);
