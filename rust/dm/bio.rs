@@ -140,6 +140,13 @@ impl Drop for BioSet {
     }
 }
 
+/// The bit of fan-out index `index` in a failure mask. An index the mask
+/// cannot hold (>= 32) fails every index, never none: a failure is never
+/// lost.
+pub(crate) fn index_bit(index: u32) -> u32 {
+    1u32.checked_shl(index).unwrap_or(u32::MAX)
+}
+
 /// Where one clone of a fanned-out bio goes.
 pub struct FanTarget<'a> {
     /// The device.
@@ -148,7 +155,7 @@ pub struct FanTarget<'a> {
     /// takes two bios from the same pool.
     pub set: &'a BioSet,
     /// An index the target chooses (a leg number, < 32), reported back in
-    /// the failure mask.
+    /// the failure mask (a larger one as a failure of every index).
     pub index: u32,
     /// Send a timed copy (see [`super::timed`]) rather than a clone: the
     /// bio may complete without this device if it does not answer in time.

@@ -9,7 +9,7 @@
 //! and atomics fit for that.
 
 use super::bindings;
-use super::bio::{BioKind, BlkStatus, CloneTag, FanTarget};
+use super::bio::{index_bit, BioKind, BlkStatus, CloneTag, FanTarget};
 use super::device::Dev;
 use super::kthread::Waker;
 use super::status::{Emitter, StatusType};
@@ -393,7 +393,7 @@ unsafe fn fan_out_raw<'b, T: Target>(
     st.failed.store(0, Ordering::Relaxed);
     st.timed_out.store(0, Ordering::Relaxed);
     for t in to {
-        let bit = 1u32.checked_shl(t.index).unwrap_or(0);
+        let bit = index_bit(t.index);
         if let Some(timed) = t.timed {
             // Counted first: the report may come before `submit` returns.
             st.pending.fetch_add(1, Ordering::Relaxed);
@@ -534,8 +534,7 @@ unsafe extern "C" fn clone_endio<T: Target>(clone: *mut bindings::bio) {
     // SAFETY: see above; only shared references to the atomics.
     let st = unsafe { data.as_ref() };
     if status != bindings::BLK_STS_OK {
-        st.failed
-            .fetch_or(1u32.checked_shl(index).unwrap_or(0), Ordering::Relaxed);
+        st.failed.fetch_or(index_bit(index), Ordering::Relaxed);
     }
     // SAFETY: `data` is the per-bio data of a live bio of a `T` target, and
     // this clone was counted in `pending`.
@@ -549,7 +548,7 @@ unsafe extern "C" fn clone_endio<T: Target>(clone: *mut bindings::bio) {
 /// `ctx` is the per-bio data of a live fanned-out bio of a `T` target, and
 /// the copy was counted in its `pending`.
 unsafe fn report_timed<T: Target>(ctx: *mut c_void, index: u32, outcome: Outcome) {
-    let bit = 1u32.checked_shl(index).unwrap_or(0);
+    let bit = index_bit(index);
     // SAFETY: the caller's promise; a per-bio data pointer is never null.
     let data = unsafe { NonNull::new_unchecked(ctx.cast::<PerBio<T>>()) };
     // SAFETY: alive until every counted clone finished; shared access only.
@@ -1018,8 +1017,7 @@ unsafe extern "C" fn end_io_cb<T: Target>(
             bindings::fracture_bio_restore((*st.details.get()).as_ptr(), bio.as_ptr());
             (*bio.as_ptr()).bi_status = bindings::BLK_STS_OK;
             // As a fan-out of one clone that failed.
-            st.failed
-                .store(1u32.checked_shl(remapped - 1).unwrap_or(0), Ordering::Relaxed);
+            st.failed.store(index_bit(remapped - 1), Ordering::Relaxed);
             st.timed_out.store(0, Ordering::Relaxed);
             // `map_cb` stored the target, alive while its bios are. Not
             // touched again here: the target may end it at once.

@@ -230,7 +230,7 @@ unsafe fn report_to_waiter(ctx: *mut c_void, index: u32, outcome: Outcome) {
 
 impl Waiter {
     fn note(&self, index: u32, outcome: Outcome) {
-        let bit = 1u32.checked_shl(index).unwrap_or(0);
+        let bit = super::bio::index_bit(index);
         match outcome {
             Outcome::Ok => {}
             Outcome::Failed => {

@@ -50,6 +50,9 @@ use kernel::prelude::*;
 use kernel::alloc::KVVec;
 use kernel::sync::{Arc, Mutex, SpinLock};
 
+// Leg masks (fan-out failures, in-sync, fractured legs) are `u32`.
+const _: () = assert!(MAX_LEGS <= 32);
+
 /// The lock-free side of the write-intent log.
 type Tracker = IntentTracker<KVVec<AtomicU64>, KVec<AtomicU32>>;
 
