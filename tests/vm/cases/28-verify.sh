@@ -103,8 +103,8 @@ dmesg | grep -q "usage: verify check \[<leg>\] (a running check is stopped with 
 dmsetup message vf 0 verify cancel
 v=$(verify_of vf)
 echo "after cancel: $v"
-# Leg 1 still differs in region 40: leg-region 81 (region-major, legs 1 then
-# 2). The check counts it only if it got that far before the cancel.
+# Leg 1 still differs in region 40, whose two leg-regions are counted
+# together (80 -> 82): it is found only if the check got that far.
 [[ "$v" =~ ^cancelled:1,2:([0-9]+)/256:([0-9]+):0$ ]] || fail "after cancel: '$v'"
 n=${BASH_REMATCH[1]} d=${BASH_REMATCH[2]}
 [ "$n" -lt 256 ] || fail "the check was not cancelled: '$v'"
