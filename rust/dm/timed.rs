@@ -17,10 +17,14 @@
 //! no new timed bio is sent to a device with late ones. Dropping a set
 //! waits for every one of its bios.
 //!
-//! Allocations do not wait (`GFP_NOWAIT`): a late bio holds its set's
-//! reserves until the device answers, so waiting on them could wait
-//! forever. A copy that cannot be allocated counts as timed out (it could
-//! not be sent in time).
+//! Allocations do not wait for the pools (`GFP_NOWAIT`): a late bio holds
+//! its part of the set's reserves until the device answers, so waiting on
+//! them could wait for a dead link. Every part of a copy has a reserve (the
+//! bio, its vector table, its pages), so one copy in flight never finds
+//! memory short. If memory is short all the same (several copies in
+//! flight), the sender tries again every few milliseconds while reclaim
+//! runs, for up to the timeout; a copy that still cannot be allocated then
+//! counts as timed out (it could not be sent in time).
 
 use super::bindings;
 use super::bio::BioSet;
@@ -43,6 +47,14 @@ pub enum Outcome {
     /// The device did not complete it in time; it is late now.
     TimedOut,
 }
+
+/// Vectors a bio carries inline (`BIO_INLINE_VECS`, private to the block
+/// layer: block/blk.h). Should it change, a small copy's vector table may
+/// come from a slab without reserve: the retry below still applies.
+const BIO_INLINE_VECS: usize = 4;
+
+/// How long a sender that found memory short waits before it tries again.
+const ALLOC_RETRY_MS: u32 = 10;
 
 /// Slots of the late-I/O registry: more devices with late I/O at once than
 /// this count in [`LATE_OVERFLOW`].
@@ -165,6 +177,8 @@ struct Inner {
     live: AtomicU32,
     /// Bios that ever timed out.
     timeouts: AtomicU64,
+    /// Copies that could not be allocated within the timeout.
+    no_memory: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -297,6 +311,7 @@ impl TimedSet {
                 timeout_ms: timeout_ms.max(1),
                 live: AtomicU32::new(0),
                 timeouts: AtomicU64::new(0),
+                no_memory: AtomicU64::new(0),
             },
             GFP_KERNEL,
         )?;
@@ -320,14 +335,15 @@ impl TimedSet {
     /// write's data copied). `report(ctx, index, _)` is called once with
     /// its outcome, possibly before this returns. Returns the outcome to
     /// count instead, having sent and reported nothing, if the device has
-    /// late I/O or the copy cannot be allocated without waiting
+    /// late I/O or the copy cannot be allocated within the timeout
     /// (`TimedOut`: it cannot be sent in time), or is too long (`Failed`).
     ///
     /// # Safety
     ///
     /// `src` must be a live bio whose data and position do not change
     /// during the call; `ctx` must stay valid for `report` until it is
-    /// called. Process context (allocations may sleep).
+    /// called. Process context: if memory is short, this sleeps (for up to
+    /// about the timeout) while reclaim runs.
     pub(crate) unsafe fn submit(
         &self,
         src: NonNull<bindings::bio>,
@@ -357,6 +373,73 @@ impl TimedSet {
         }
     }
 
+    /// Allocates a timed bio of `size` bytes to `dev` with room for its
+    /// record and a copy of `data`'s pages if given, without waiting;
+    /// `None` if something could not be allocated (anything taken is given
+    /// back).
+    ///
+    /// # Safety
+    ///
+    /// `data`, if any, is a live bio of `size` bytes, needing `nr_pages`
+    /// pages (at most `BIO_MAX_VECS`).
+    unsafe fn alloc(
+        &self,
+        dev: &Dev,
+        opf: u32,
+        size: u32,
+        nr_pages: usize,
+        data: Option<NonNull<bindings::bio>>,
+    ) -> Option<NonNull<bindings::bio>> {
+        let inner = &*self.inner;
+        let pool = inner.pages.as_ptr();
+        // A vector table longer than the bio's inline one comes from the
+        // set's reserve only at its largest size: a smaller one comes from
+        // a slab, with no fallback under GFP_NOWAIT (`bvec_alloc`).
+        let vecs = if nr_pages > BIO_INLINE_VECS {
+            bindings::BIO_MAX_VECS
+        } else {
+            nr_pages as u32
+        };
+        // SAFETY: the device is held open by `dev`; the bio set outlives its
+        // bios (see `Inner`'s drop); `vecs` is at most BIO_MAX_VECS, so it
+        // fits in a u16; GFP_NOWAIT never sleeps.
+        let bio = NonNull::new(unsafe {
+            bindings::bio_alloc_bioset(dev.raw_bdev(), vecs as u16, opf, bindings::GFP_NOWAIT, inner.bs.raw())
+        })?;
+        let b = bio.as_ptr();
+        if let Some(src) = data {
+            let mut left = size;
+            while left != 0 {
+                let len = left.min(PAGE_SIZE as u32);
+                // SAFETY: a page pool; the allocation does not sleep.
+                let page = unsafe { bindings::fracture_page_pool_alloc(pool) };
+                // SAFETY: `b` is ours, with room for `nr_pages` vecs; the
+                // page is ours and at least `len` long.
+                if page.is_null() || unsafe { bindings::bio_add_page(b, page, len, 0) } != len as i32 {
+                    // SAFETY: pages added so far came from `pool`; the bio
+                    // was never submitted; a page not added goes back.
+                    unsafe {
+                        if !page.is_null() {
+                            bindings::mempool_free(page.cast(), pool);
+                        }
+                        bindings::fracture_bio_free_pages(b, pool);
+                        bindings::bio_put(b);
+                    }
+                    return None;
+                }
+                left -= len;
+            }
+            // SAFETY: both bios are live and `size` bytes long; the source
+            // is only read.
+            unsafe { bindings::bio_copy_data(b, src.as_ptr()) };
+        } else {
+            // SAFETY: `b` is ours and not submitted yet. A discard or
+            // write-zeroes has a length and no data; a flush neither.
+            unsafe { (*b).bi_iter.bi_size = size };
+        }
+        Some(bio)
+    }
+
     /// Builds and submits one timed bio of `size` bytes, a copy of `data`'s
     /// if given.
     ///
@@ -377,7 +460,6 @@ impl TimedSet {
         ctx: *mut c_void,
     ) -> Result<(), Outcome> {
         let inner = &*self.inner;
-        let pool = inner.pages.as_ptr();
         let devt = dev.devt();
         if late_ios(devt) != 0 {
             return Err(Outcome::TimedOut);
@@ -391,45 +473,31 @@ impl TimedSet {
             // Cannot happen: the target caps its bios (max_io_len).
             return Err(Outcome::Failed);
         }
-        // SAFETY: the device is held open by `dev`; the bio set outlives its
-        // bios (see `Inner`'s drop); GFP_NOWAIT never sleeps.
-        let bio = unsafe {
-            bindings::bio_alloc_bioset(dev.raw_bdev(), nr_pages as u16, opf, bindings::GFP_NOWAIT, inner.bs.raw())
-        };
-        let Some(bio) = NonNull::new(bio) else {
-            return Err(Outcome::TimedOut);
+        let mut waited_ms = 0;
+        let bio = loop {
+            // SAFETY: `data` is live and `size` bytes long (the caller's
+            // promise); `nr_pages` was checked above.
+            if let Some(bio) = unsafe { self.alloc(dev, opf, size, nr_pages, data) } {
+                break bio;
+            }
+            // Memory is short (the failed attempt woke reclaim): try again
+            // shortly, unless the copy could not be sent in time anyway.
+            if waited_ms >= inner.timeout_ms || late_ios(devt) != 0 {
+                let n = inner.no_memory.fetch_add(1, Ordering::Relaxed);
+                if n < 10 || n.is_power_of_two() {
+                    crate::dm_warn!(
+                        "no memory for a timed I/O of {} bytes within {} ms ({} so far): counted as timed out",
+                        size,
+                        inner.timeout_ms,
+                        n + 1
+                    );
+                }
+                return Err(Outcome::TimedOut);
+            }
+            sleep_ms(ALLOC_RETRY_MS);
+            waited_ms += ALLOC_RETRY_MS;
         };
         let b = bio.as_ptr();
-        if let Some(src) = data {
-            let mut left = size;
-            while left != 0 {
-                let len = left.min(PAGE_SIZE as u32);
-                // SAFETY: a page pool; the allocation does not sleep.
-                let page = unsafe { bindings::fracture_page_pool_alloc(pool) };
-                // SAFETY: `b` is ours, with room for `nr_pages` vecs; the
-                // page is ours and at least `len` long.
-                if page.is_null() || unsafe { bindings::bio_add_page(b, page, len, 0) } != len as i32 {
-                    // SAFETY: pages added so far came from `pool`; the bio
-                    // was never submitted; a page not added goes back.
-                    unsafe {
-                        if !page.is_null() {
-                            bindings::mempool_free(page.cast(), pool);
-                        }
-                        bindings::fracture_bio_free_pages(b, pool);
-                        bindings::bio_put(b);
-                    }
-                    return Err(Outcome::TimedOut);
-                }
-                left -= len;
-            }
-            // SAFETY: both bios are live and `size` bytes long; the source
-            // is only read.
-            unsafe { bindings::bio_copy_data(b, src.as_ptr()) };
-        } else {
-            // SAFETY: `b` is ours and not submitted yet. A discard or
-            // write-zeroes has a length and no data; a flush neither.
-            unsafe { (*b).bi_iter.bi_size = size };
-        }
         // SAFETY: the record in front of `b` is ours until submission; the
         // timer is set up before it can fire; `inner` outlives the bio.
         unsafe {

@@ -108,6 +108,59 @@ wait_health st AA 30
 dmsetup remove st
 legs_identical $L /dev/ram1 "$cached"
 
+step "a timed copy that cannot be allocated at once comes from the leg's reserves: the leg stays in sync"
+# failslab fails every slab allocation that cannot sleep, of the tasks
+# marked make-it-fail: the mirror's thread (it sends the writes that wait
+# for an intent bit) and the writers (a write to a marked region is sent
+# from the writer's task). A copy's bio and vector table come from slabs;
+# the leg's reserves must stand in, not a fracture.
+fs=/sys/kernel/debug/failslab
+[ -d "$fs" ] || mount -t debugfs none /sys/kernel/debug
+fs_set() { echo "$2" >"$fs/$1"; }
+fs_off() { fs_set probability 0; }
+fs_set task-filter Y; fs_set ignore-gfp-wait Y; fs_set verbose 0
+fs_set interval 1; fs_set times 100000
+# failing_w <dev> <seek> <count>: w from a task whose slab allocations fail.
+failing_w() {
+	# shellcheck disable=SC2016 # $0..$2 belong to the inner shell
+	sh -c 'echo 1 >/proc/self/make-it-fail; exec dd if=/dev/urandom of="/dev/mapper/$0" bs=64k seek="$1" count="$2" oflag=direct status=none' \
+		"$1" "$2" "$3" || { fs_off; fail "host write at $2 with failslab"; }
+}
+create na "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 5 nosync io_timeout 1000 intent_delay 60000"
+echo 1 >"/proc/$(pgrep -n -x kfracture)/make-it-fail"
+fs_set probability 100
+failing_w na 400 8   # regions 400..407: sent by the thread once their intent bits are set
+failing_w na 400 8   # the same regions, marked: sent from the writer's task
+fs_off
+failed=$((100000 - $(cat "$fs/times")))
+echo "failslab: $failed allocations failed"
+[ "$failed" -ge 1 ] || fail "failslab failed no allocation"
+assert_eq "AA" "$(health_of na)" "health after writes whose slab allocations failed"
+assert_eq 0 "$(stat_of na io_timeouts)" "timeouts counted for allocation failures"
+
+step "with the reserves held by copies to a leg that stopped answering, a third copy counts as timed out"
+w na 600 3          # regions 600..602 marked
+dmsetup suspend s   # the two copies of the reserve wait there
+dmesg -C
+fs_set times 100000; fs_set probability 100
+pids=()
+for k in 0 1 2; do
+	failing_w na $((600 + k)) 1 &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do
+	wait "$p" || { fs_off; fail "a host write failed"; }
+done
+fs_off
+dmesg | grep -q "no memory for a timed I/O of 65536 bytes within 1000 ms" || fail "no log line for the copy that found no memory"
+assert_eq "AF" "$(health_of na)" "health"
+dmsetup resume s
+wait_no_late na
+dmsetup message na 0 rejoin 1
+wait_health na AA 30
+dmsetup remove na
+legs_identical $L /dev/ram1 "$cached"
+
 step "removing the table waits for late I/Os"
 create rm "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 3 nosync io_timeout 300"
 dmsetup suspend s
