@@ -52,7 +52,7 @@ echo "bench: kernel $KDIR ($flavour); results in $results"
 # All of it takes about 27 minutes under TCG (measured 2026-11-26); the guest
 # prints a line per run. Its exit status is not relied on: guest.sh leaves
 # guest-status.
-timeout --foreground 3600 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 3G \
+vm_timeout 3600 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 3G \
 	--rwdir "$results" --append "brd.rd_nr=4 brd.rd_size=262144 null_blk.nr_devices=0 $VM_ROOT_APPEND" \
 	-- "$top/tests/bench/guest.sh" "$build/dm_fracture.ko" "$results" "$flavour" "$which" </dev/null ||
 	echo "bench: the guest exited with status $?" >&2

@@ -13,6 +13,6 @@ make -s KDIR="$KDIR"
 cargo build -q --locked -p fracturectl
 out=$(mktemp -d)
 echo "demo: booting a guest (about a minute under TCG)..."
-timeout --foreground 900 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 2G \
+vm_timeout 900 vng --run "$KDIR" --disable-kvm --user root --cpus 2 --memory 2G \
 	--rwdir "$out" --append "brd.rd_nr=4 brd.rd_size=65536 $VM_ROOT_APPEND" \
 	-- "$top/tests/vm/demo-guest.sh" </dev/null

@@ -29,7 +29,7 @@ done
 start=$(date +%s)
 fail=0
 for ((boot = 0; boot <= points; boot++)); do
-	timeout --foreground -k 10 300 \
+	vm_timeout 300 \
 		vng --run "$KDIR" --disable-kvm --verbose --user root --cpus 2 --memory 1G \
 			--rwdir "$results" "${imgs[@]}" \
 			--append "oops=panic hung_task_panic=1 $VM_ROOT_APPEND" \

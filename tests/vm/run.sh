@@ -60,7 +60,7 @@ pids=()
 for ((i = 1; i <= shards; i++)); do
 	mkdir -p "$results/shard-$i"
 	touch "$results/shard-$i.cases"
-	timeout --foreground -k 10 "$timeout_s" \
+	vm_timeout "$timeout_s" \
 		vng --run "$KDIR" --disable-kvm --verbose --user root --cpus "$cpus" --memory 3G \
 			--rwdir "$results/shard-$i" \
 			--append "brd.rd_nr=12 brd.rd_size=65536 null_blk.nr_devices=0 loglevel=7 oops=panic hung_task_panic=1 softlockup_panic=1 $VM_ROOT_APPEND" \
@@ -115,7 +115,7 @@ if [ -z "$pattern" ] || [[ reboot == *$pattern* ]]; then
 		imgs+=(--disk "$img")
 	done
 	for phase in 1 2; do
-		timeout --foreground -k 10 600 \
+		vm_timeout 600 \
 			vng --run "$KDIR" --disable-kvm --verbose --user root --cpus 2 --memory 1G \
 				--rwdir "$results" "${imgs[@]}" \
 				--append "oops=panic hung_task_panic=1 $VM_ROOT_APPEND" \
