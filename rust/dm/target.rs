@@ -392,6 +392,11 @@ unsafe fn fan_out_raw<'b, T: Target>(
     st.pending.store(1, Ordering::Relaxed);
     st.failed.store(0, Ordering::Relaxed);
     st.timed_out.store(0, Ordering::Relaxed);
+    // A timed copy was sent: in `map` (under `submit_bio`) it waits on the
+    // submitter's bio list, its timer running, until `map` returns, so no
+    // later copy of this fan-out may wait for memory (elsewhere, waiting
+    // would only be slower: the rule is kept simple).
+    let mut timed_sent = false;
     for t in to {
         let bit = index_bit(t.index);
         if let Some(timed) = t.timed {
@@ -402,8 +407,9 @@ unsafe fn fan_out_raw<'b, T: Target>(
             // the bio ends, which waits for this report (counted in
             // `pending`); `report_timed::<T>` matches the context.
             let sent = unsafe {
-                timed.submit(bio, t.dev, sector, t.index, report_timed::<T>, data.as_ptr().cast())
+                timed.submit(bio, t.dev, sector, t.index, report_timed::<T>, data.as_ptr().cast(), !timed_sent)
             };
+            timed_sent |= sent.is_ok();
             if let Err(outcome) = sent {
                 st.failed.fetch_or(bit, Ordering::Relaxed);
                 if outcome == Outcome::TimedOut {

