@@ -65,13 +65,14 @@ struct Deadline(core::ffi::c_ulong);
 impl Deadline {
     /// `ms` milliseconds from now.
     fn after_ms(ms: u32) -> Self {
-        // SAFETY: plain reads and arithmetic.
+        // SAFETY: both helpers take no arguments that could be invalid and
+        // have no preconditions; they only read `jiffies` and compute.
         Self(unsafe { bindings::fracture_jiffies().wrapping_add(bindings::fracture_msecs_to_jiffies(ms)) })
     }
 
     /// Whether it has come (`time_after_eq`, so that jiffies may wrap).
     fn passed(&self) -> bool {
-        // SAFETY: a plain read.
+        // SAFETY: no arguments, no preconditions: a read of `jiffies`.
         let now = unsafe { bindings::fracture_jiffies() };
         now.wrapping_sub(self.0) as core::ffi::c_long >= 0
     }
@@ -358,8 +359,9 @@ impl TimedSet {
     /// write's data copied). `report(ctx, index, _)` is called once with
     /// its outcome, possibly before this returns. Returns the outcome to
     /// count instead, having sent and reported nothing, if the device has
-    /// late I/O or the copy cannot be allocated within the timeout
-    /// (`TimedOut`: it cannot be sent in time), or is too long (`Failed`).
+    /// late I/O or the copy cannot be allocated in time (within the
+    /// timeout, or at once if not `may_wait`) (`TimedOut`: it cannot be
+    /// sent in time), or is too long (`Failed`).
     ///
     /// # Safety
     ///
@@ -499,7 +501,8 @@ impl TimedSet {
             // Cannot happen: the target caps its bios (max_io_len).
             return Err(Outcome::Failed);
         }
-        let deadline = Deadline::after_ms(inner.timeout_ms);
+        // Set at the first failure only: the usual copy reads no clock.
+        let mut deadline = None;
         let bio = loop {
             // SAFETY: `data` is live and `size` bytes long (the caller's
             // promise); `nr_pages` was checked above.
@@ -508,6 +511,7 @@ impl TimedSet {
             }
             // Memory is short (the failed attempt woke reclaim): try again
             // shortly, unless the copy could not be sent in time anyway.
+            let deadline = deadline.get_or_insert_with(|| Deadline::after_ms(inner.timeout_ms));
             if !may_wait || deadline.passed() || late_ios(devt) != 0 {
                 let n = inner.no_memory.fetch_add(1, Ordering::Relaxed);
                 if n < 10 || n.is_power_of_two() {
