@@ -47,9 +47,33 @@ enum Command {
     Create(cmd::create::Args),
     Remove(cmd::remove::Args),
     Status(cmd::status::Args),
+    /// Split a secondary off on purpose; its changes are logged from now on.
+    ///
+    /// The leg keeps the data of the moment of the split (a point-in-time
+    /// copy, e.g. for a backup); `rejoin` copies back what it missed.
+    ///
+    /// LEG is the leg's number (as in `fracturectl status`) or its device.
     Fracture(cmd::leg::Args),
+    /// Copy back what a fractured secondary missed; mirror to it again.
+    ///
+    /// Only the regions its fracture log marks are copied. For a leg shown
+    /// failed (D) that was repaired, rejoin clears D.
+    ///
+    /// LEG is the leg's number (as in `fracturectl status`) or its device.
     Rejoin(cmd::leg::Args),
+    /// Copy a whole leg again from the primary.
+    ///
+    /// For a leg whose fracture log cannot be trusted (a new or replaced
+    /// disk), or the rejoin of a primary shown failed (D).
+    ///
+    /// LEG is the leg's number (as in `fracturectl status`) or its device.
     Rebuild(cmd::leg::Args),
+    /// Make an in-sync leg the primary.
+    ///
+    /// Recovery and verify copy from the primary, and reads go to it first;
+    /// the old primary stays an in-sync secondary.
+    ///
+    /// LEG is the leg's number (as in `fracturectl status`) or its device.
     Primary(cmd::leg::Args),
     Verify(cmd::verify::Args),
     Wait(cmd::wait::Args),

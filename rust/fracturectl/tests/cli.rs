@@ -28,9 +28,40 @@ fn top_level_help_lists_every_command() {
     let (rc, out, _) = run(&["--help"]);
     assert_eq!(rc, 0);
     for c in COMMANDS {
-        assert!(out.contains(&format!("  {c} ")), "--help does not list {c}:\n{out}");
+        assert!(
+            out.contains(&format!("  {c} ")),
+            "--help does not list {c}:\n{out}"
+        );
     }
     assert!(out.contains("Examples:"));
+}
+
+/// `fracturectl --help` is a summary, one line per command (as git and lvm
+/// do); the detail is in `fracturectl <command> --help`.
+#[test]
+fn top_level_help_has_one_line_per_command() {
+    let (_, out, _) = run(&["--help"]);
+    let commands: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        commands.len(),
+        COMMANDS.len() + 1,
+        "one line each and help:\n{out}"
+    );
+    for (line, c) in commands.iter().zip(COMMANDS) {
+        assert!(
+            line.starts_with(&format!("  {c} ")),
+            "{line:?} is not {c}'s line"
+        );
+        assert!(
+            line.len() <= 80,
+            "{c}: its summary is over 80 columns: {line:?}"
+        );
+    }
 }
 
 #[test]
@@ -40,7 +71,10 @@ fn every_command_has_help_with_examples() {
         assert_eq!(rc, 0, "{c} --help: {err}");
         assert!(out.contains("Usage: fracturectl"), "{c}: no usage line");
         assert!(out.contains("Examples:"), "{c} --help has no examples");
-        assert!(out.contains(&format!("fracturectl {c}")), "{c}: examples do not use it");
+        assert!(
+            out.contains(&format!("fracturectl {c}")),
+            "{c}: examples do not use it"
+        );
     }
 }
 
@@ -69,7 +103,14 @@ fn version() {
 fn usage_errors_exit_2_on_stderr() {
     for args in [
         &["create", "m0"][..],
-        &["create", "m0", "--metadata", "/dev/null", "--primary", "/dev/null"],
+        &[
+            "create",
+            "m0",
+            "--metadata",
+            "/dev/null",
+            "--primary",
+            "/dev/null",
+        ],
         &["fracture", "m0"],
         &["wait", "m0"],
         &["verify", "m0", "1", "--cancel"],
@@ -79,12 +120,27 @@ fn usage_errors_exit_2_on_stderr() {
         &["activate"],
         &["activate", "m0", "--all"],
         &["format", "x.img", "--legs", "two", "--size", "1M"],
-        &["create", "m0", "--metadata", "a", "--primary", "b", "--secondary", "c", "--nointent", "--intent-delay", "5"],
+        &[
+            "create",
+            "m0",
+            "--metadata",
+            "a",
+            "--primary",
+            "b",
+            "--secondary",
+            "c",
+            "--nointent",
+            "--intent-delay",
+            "5",
+        ],
     ] {
         let (rc, out, err) = run(args);
         assert_eq!(rc, 2, "{args:?}: exit {rc}, stderr {err}");
         assert!(out.is_empty(), "{args:?}: stdout {out}");
-        assert!(err.contains("Usage:") || err.contains("error:"), "{args:?}: {err}");
+        assert!(
+            err.contains("Usage:") || err.contains("error:"),
+            "{args:?}: {err}"
+        );
     }
 }
 
@@ -92,22 +148,76 @@ fn usage_errors_exit_2_on_stderr() {
 fn bad_values_are_refused_before_touching_devices() {
     let cases: &[(&[&str], &str)] = &[
         (
-            &["create", "m0", "--metadata", "/x", "--primary", "/y", "--secondary", "/z", "--region-size", "100K"],
+            &[
+                "create",
+                "m0",
+                "--metadata",
+                "/x",
+                "--primary",
+                "/y",
+                "--secondary",
+                "/z",
+                "--region-size",
+                "100K",
+            ],
             "not a power of two",
         ),
         (
-            &["create", "m0", "--metadata", "/x", "--primary", "/y", "--secondary", "/z", "--region-size", "1Q"],
+            &[
+                "create",
+                "m0",
+                "--metadata",
+                "/x",
+                "--primary",
+                "/y",
+                "--secondary",
+                "/z",
+                "--region-size",
+                "1Q",
+            ],
             "unknown unit",
         ),
         (
-            &["create", "m0", "--metadata", "/x", "--primary", "/y", "--secondary", "/z", "--io-timeout", "60001"],
+            &[
+                "create",
+                "m0",
+                "--metadata",
+                "/x",
+                "--primary",
+                "/y",
+                "--secondary",
+                "/z",
+                "--io-timeout",
+                "60001",
+            ],
             "out of range",
         ),
         (
             &[
-                "create", "m0", "--metadata", "/x", "--primary", "/y", "--secondary", "/1", "--secondary", "/2",
-                "--secondary", "/3", "--secondary", "/4", "--secondary", "/5", "--secondary", "/6",
-                "--secondary", "/7", "--secondary", "/8", "--secondary", "/9",
+                "create",
+                "m0",
+                "--metadata",
+                "/x",
+                "--primary",
+                "/y",
+                "--secondary",
+                "/1",
+                "--secondary",
+                "/2",
+                "--secondary",
+                "/3",
+                "--secondary",
+                "/4",
+                "--secondary",
+                "/5",
+                "--secondary",
+                "/6",
+                "--secondary",
+                "/7",
+                "--secondary",
+                "/8",
+                "--secondary",
+                "/9",
             ],
             "at most 8",
         ),

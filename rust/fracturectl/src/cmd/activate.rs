@@ -12,6 +12,8 @@ use crate::metadata::{self, Access, MetaDev, SuperblockRead};
 use std::path::PathBuf;
 use std::process::Command;
 
+/// Load a mirror again from its activation file (after a reboot).
+///
 /// Load a mirror again with the table `create` gave it, from its activation
 /// file (/etc/fracture/NAME.toml): after a reboot, or after `remove`.
 /// Logical volumes named vg/lv that are not active are activated first
@@ -43,7 +45,11 @@ fn lv_up(name: &str) -> Result<()> {
     let out = Command::new("lvchange")
         .args(["-ay", name])
         .output()
-        .map_err(|e| Error::new(format!("{name} is not active and lvchange could not run: {e}")))?;
+        .map_err(|e| {
+            Error::new(format!(
+                "{name} is not active and lvchange could not run: {e}"
+            ))
+        })?;
     if !out.status.success() {
         bail!(
             "cannot activate logical volume {name}: {}",
@@ -66,7 +72,11 @@ fn activate(dm: &Dm, c: &Config) -> Result<()> {
         lv_up(n)?;
     }
     let meta = device::resolve(&c.metadata)?;
-    let legs: Vec<BlockDev> = c.legs.iter().map(|l| device::resolve(l)).collect::<Result<_>>()?;
+    let legs: Vec<BlockDev> = c
+        .legs
+        .iter()
+        .map(|l| device::resolve(l))
+        .collect::<Result<_>>()?;
     // Each device must be the one the mirror was made of: a leg that is
     // another disk now would be taken as in sync when it is not.
     let recorded = std::iter::once((&meta, "metadata".to_string(), &c.metadata_id)).chain(
@@ -92,7 +102,13 @@ fn activate(dm: &Dm, c: &Config) -> Result<()> {
     check_unused_all(&meta, &legs)?;
     for (i, l) in legs.iter().enumerate() {
         if l.sectors < c.sectors {
-            bail!("{}: {} (leg {i}) has {} sectors, the mirror {}", c.name, l.given, l.sectors, c.sectors);
+            bail!(
+                "{}: {} (leg {i}) has {} sectors, the mirror {}",
+                c.name,
+                l.given,
+                l.sectors,
+                c.sectors
+            );
         }
     }
     let md = MetaDev::open(&c.metadata, Access::ReadOffline)?;
@@ -125,16 +141,28 @@ fn activate(dm: &Dm, c: &Config) -> Result<()> {
     dm.create(
         &c.name,
         Some(&want_uuid),
-        &[(0, c.sectors, TARGET.to_string(), c.params(&meta.devt(), &devts))],
+        &[(
+            0,
+            c.sectors,
+            TARGET.to_string(),
+            c.params(&meta.devt(), &devts),
+        )],
     )?;
-    println!("{}: activated (metadata {}, uuid {})", c.name, c.metadata, c.uuid);
+    println!(
+        "{}: activated (metadata {}, uuid {})",
+        c.name, c.metadata, c.uuid
+    );
     Ok(())
 }
 
 /// Runs the command; returns the exit code.
 pub fn run(a: Args) -> Result<i32> {
     let dir = config::dir(a.config_dir.as_deref());
-    let names = if a.all { Config::names(&dir)? } else { a.names.clone() };
+    let names = if a.all {
+        Config::names(&dir)?
+    } else {
+        a.names.clone()
+    };
     let mut failed = 0;
     let mut configs = Vec::new();
     for n in &names {

@@ -7,6 +7,8 @@ use crate::metadata::{Access, MetaDev};
 use crate::offline::{analyse, print_out, Contents, NO_METADATA};
 use crate::units::human;
 
+/// Check a metadata device offline (checksums, geometry, stray bits).
+///
 /// Check every block of a metadata device: checksums, block types and
 /// locations, the mirror UUID, the superblock's geometry, bits past the last
 /// region. Exit code 0: clean; 1: problems found (one line each); 2: the

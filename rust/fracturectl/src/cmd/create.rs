@@ -12,12 +12,15 @@ use crate::metadata::{self, Access, MetaDev, SuperblockRead};
 use crate::units;
 use fracture_core::format::{Layout, Superblock};
 use fracture_core::region::Geometry;
-use fracture_core::table::{MAX_INTENT_DELAY, MAX_IO_TIMEOUT, MAX_LEGS, MAX_PROBE_INTERVAL, MAX_RECOVERY_RATE};
+use fracture_core::table::{
+    MAX_INTENT_DELAY, MAX_IO_TIMEOUT, MAX_LEGS, MAX_PROBE_INTERVAL, MAX_RECOVERY_RATE,
+};
 use std::path::PathBuf;
 
-/// Create a mirror: device NAME under /dev/mapper, the primary and every
-/// secondary kept identical, change logs on the metadata device.
+/// Create a mirror of a primary, its secondaries and a metadata device.
 ///
+/// The mirror is device NAME under /dev/mapper, the primary and every
+/// secondary kept identical, change logs on the metadata device.
 /// Devices may be paths, LVM logical volumes (vg/lv) or major:minor. The
 /// legs must be unused (not mounted, not held by another device) and at
 /// least --size big (default: the primary's size); the metadata device needs
@@ -97,18 +100,27 @@ fn in_range(what: &str, v: u64, max: u64) -> Result<u64> {
 pub fn run(a: Args) -> Result<i32> {
     let nr_legs = 1 + a.secondaries.len();
     if nr_legs > MAX_LEGS {
-        bail!("{} secondaries given: at most {}", a.secondaries.len(), MAX_LEGS - 1);
+        bail!(
+            "{} secondaries given: at most {}",
+            a.secondaries.len(),
+            MAX_LEGS - 1
+        );
     }
-    let region_bytes = units::parse_bytes(&a.region_size).map_err(|e| Error::new(format!("--region-size {e}")))?;
+    let region_bytes =
+        units::parse_bytes(&a.region_size).map_err(|e| Error::new(format!("--region-size {e}")))?;
     if region_bytes % 512 != 0 {
-        bail!("--region-size {}: not a whole number of 512-byte sectors", a.region_size);
+        bail!(
+            "--region-size {}: not a whole number of 512-byte sectors",
+            a.region_size
+        );
     }
     let region_sectors = region_bytes / 512;
     Geometry::check_region_size(region_sectors)
         .map_err(|e| Error::new(format!("--region-size {}: {e}", a.region_size)))?;
     let recovery_rate = match &a.recovery_rate {
         Some(r) => {
-            let bytes = units::parse_bytes(r).map_err(|e| Error::new(format!("--recovery-rate {e}")))?;
+            let bytes =
+                units::parse_bytes(r).map_err(|e| Error::new(format!("--recovery-rate {e}")))?;
             if bytes != 0 && bytes < 1024 {
                 bail!("--recovery-rate {r}: the smallest cap is 1K per second (0 = no cap)");
             }
@@ -116,8 +128,16 @@ pub fn run(a: Args) -> Result<i32> {
         }
         None => 0,
     };
-    let probe_interval = in_range("probe-interval", a.probe_interval.unwrap_or(0), MAX_PROBE_INTERVAL)?;
-    let intent_delay = in_range("intent-delay", a.intent_delay.unwrap_or(0), MAX_INTENT_DELAY)?;
+    let probe_interval = in_range(
+        "probe-interval",
+        a.probe_interval.unwrap_or(0),
+        MAX_PROBE_INTERVAL,
+    )?;
+    let intent_delay = in_range(
+        "intent-delay",
+        a.intent_delay.unwrap_or(0),
+        MAX_INTENT_DELAY,
+    )?;
     let io_timeout = in_range("io-timeout", a.io_timeout.unwrap_or(0), MAX_IO_TIMEOUT)?;
 
     let dm = Dm::new()?;
@@ -131,7 +151,11 @@ pub fn run(a: Args) -> Result<i32> {
     }
     // Duplicates, also under two names (vg/lv and /dev/dm-3).
     let all: Vec<(&BlockDev, String)> = std::iter::once((&meta, "metadata".to_string()))
-        .chain(legs.iter().enumerate().map(|(i, l)| (l, format!("leg {i}"))))
+        .chain(
+            legs.iter()
+                .enumerate()
+                .map(|(i, l)| (l, format!("leg {i}"))),
+        )
         .collect();
     for (i, (d, role)) in all.iter().enumerate() {
         for (e, role2) in &all[..i] {
@@ -151,7 +175,10 @@ pub fn run(a: Args) -> Result<i32> {
         None => legs[0].sectors,
     };
     if sectors == 0 {
-        bail!("the mirror would be empty: {} has no sectors", legs[0].given);
+        bail!(
+            "the mirror would be empty: {} has no sectors",
+            legs[0].given
+        );
     }
     for (i, l) in legs.iter().enumerate() {
         if l.sectors < sectors {

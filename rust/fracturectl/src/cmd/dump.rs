@@ -12,6 +12,8 @@ use crate::units::human;
 use fracture_core::format::{FLAG_CLEAN, VERSION};
 use serde::Serialize;
 
+/// Print a metadata device's superblock, leg states and dirty regions.
+///
 /// Print the superblock, each leg's state and generation, and the dirty
 /// regions of every fracture bitmap and of the write-intent log as ranges.
 /// The device must not be in use by an active mirror.

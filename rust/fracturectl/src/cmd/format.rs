@@ -13,6 +13,8 @@ use fracture_core::format::{is_zero, Superblock, BLOCK_SIZE};
 use fracture_core::region::Geometry;
 use fracture_core::table::{MAX_LEGS, MIN_LEGS};
 
+/// Format a metadata device for a new mirror.
+///
 /// Format a metadata device for a mirror of <LEGS> legs of <SIZE>: a new
 /// UUID, every leg in sync (with --nosync) or every secondary to be copied
 /// from the primary (the default). Refuses a device that is not all zero
@@ -91,7 +93,10 @@ pub fn run(a: Args) -> Result<i32> {
 
     // An image file that does not exist yet is made, of the layout's size.
     let path = crate::device::path_of(&a.metadata);
-    if !path.exists() && !crate::device::is_lvm_name(&a.metadata) && !a.metadata.starts_with("/dev/") {
+    if !path.exists()
+        && !crate::device::is_lvm_name(&a.metadata)
+        && !a.metadata.starts_with("/dev/")
+    {
         MetaDev::create_output(&a.metadata, layout.total_blocks() * BLOCK_SIZE as u64)?;
     }
     let dev = MetaDev::open(&a.metadata, Access::WriteOffline)?;

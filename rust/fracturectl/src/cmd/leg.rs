@@ -8,12 +8,8 @@ use crate::dm::Dm;
 use crate::error::Result;
 use crate::status::{self, Mirror};
 
-/// Change a leg's state. fracture: split a secondary off on purpose (a
-/// point-in-time copy; its changes are logged from now on). rejoin: copy
-/// back what a fractured secondary missed. rebuild: copy the whole leg
-/// again (rejoin of a primary shown failed, D: it was repaired, clear D).
-/// primary: make an in-sync leg the primary. LEG is the leg's number (as
-/// in `fracturectl status`) or its device.
+// The arguments of fracture, rejoin, rebuild and primary; each command's
+// help is the doc comment of its variant in main.rs.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   fracturectl fracture m0 1

@@ -5,11 +5,13 @@
 use crate::dm::Dm;
 use crate::error::Result;
 use crate::metadata::{Access, MetaDev, SuperblockRead};
-use fracture_core::format::LegState;
 use crate::status::{self, Mirror};
+use fracture_core::format::LegState;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Follow a mirror's events and log every state change.
+///
 /// Follow a mirror's dm events and print every state change with a
 /// timestamp: a leg fractured, recovering or back in sync, a failover, the
 /// metadata device failing, recovery stalling. With --auto-rejoin, a leg
@@ -55,7 +57,10 @@ pub fn changes(old: &Mirror, new: &Mirror) -> Vec<String> {
         }
     }
     if old.metadata_state != new.metadata_state {
-        v.push(format!("metadata device {}: {}", new.metadata.name, new.metadata_state));
+        v.push(format!(
+            "metadata device {}: {}",
+            new.metadata.name, new.metadata_state
+        ));
     }
     if old.recovery.state != new.recovery.state {
         v.push(match new.recovery.state.as_str() {
@@ -92,11 +97,23 @@ pub fn run(a: Args) -> Result<i32> {
     let dm = Dm::new()?;
     dm.arm_poll()?;
     let mut m = status::read(&dm, &a.name)?;
-    let legs: Vec<String> = m.legs.iter().map(|l| format!("{}={}", l.index, l.state)).collect();
-    log(&a.name, &format!("monitoring: primary leg {}, legs {}", m.primary_leg, legs.join(" ")));
+    let legs: Vec<String> = m
+        .legs
+        .iter()
+        .map(|l| format!("{}={}", l.index, l.state))
+        .collect();
+    log(
+        &a.name,
+        &format!(
+            "monitoring: primary leg {}, legs {}",
+            m.primary_leg,
+            legs.join(" ")
+        ),
+    );
     let t0 = Instant::now();
     // Per leg: when to try a rejoin next, and the delay after that.
-    let mut retry: Vec<(Instant, Duration)> = vec![(Instant::now(), Duration::from_secs(5)); m.legs.len()];
+    let mut retry: Vec<(Instant, Duration)> =
+        vec![(Instant::now(), Duration::from_secs(5)); m.legs.len()];
     loop {
         if let Some(d) = a.duration {
             if t0.elapsed() >= Duration::from_secs(d) {
@@ -114,7 +131,14 @@ pub fn run(a: Args) -> Result<i32> {
             Err(e) => return Err(e),
         };
         if n.legs.len() != m.legs.len() {
-            log(&a.name, &format!("table reloaded: {} legs now, was {}", n.legs.len(), m.legs.len()));
+            log(
+                &a.name,
+                &format!(
+                    "table reloaded: {} legs now, was {}",
+                    n.legs.len(),
+                    m.legs.len()
+                ),
+            );
             retry.resize(n.legs.len(), (Instant::now(), Duration::from_secs(5)));
             m = n;
             continue;
@@ -123,8 +147,15 @@ pub fn run(a: Args) -> Result<i32> {
         if c.is_empty() && n.event_nr != m.event_nr {
             // Changes that came and went between two readings (a fast
             // resync): the event counter still moved.
-            let legs: Vec<String> = n.legs.iter().map(|l| format!("{}={}", l.index, l.state)).collect();
-            log(&a.name, &format!("event {}: legs {}", n.event_nr, legs.join(" ")));
+            let legs: Vec<String> = n
+                .legs
+                .iter()
+                .map(|l| format!("{}={}", l.index, l.state))
+                .collect();
+            log(
+                &a.name,
+                &format!("event {}: legs {}", n.event_nr, legs.join(" ")),
+            );
         }
         for c in c {
             log(&a.name, &c);
@@ -137,12 +168,28 @@ pub fn run(a: Args) -> Result<i32> {
                 }
                 match dm.message(&a.name, &format!("rejoin {}", l.index)) {
                     Ok(_) => {
-                        log(&a.name, &format!("auto-rejoin: leg {} ({}) rejoined", l.index, l.device.name));
-                        retry[l.index as usize] = (Instant::now() + delay, (delay * 2).min(Duration::from_secs(300)));
+                        log(
+                            &a.name,
+                            &format!("auto-rejoin: leg {} ({}) rejoined", l.index, l.device.name),
+                        );
+                        retry[l.index as usize] = (
+                            Instant::now() + delay,
+                            (delay * 2).min(Duration::from_secs(300)),
+                        );
                     }
                     Err(e) => {
-                        log(&a.name, &format!("auto-rejoin: leg {}: {e}; retry in {}s", l.index, delay.as_secs()));
-                        retry[l.index as usize] = (Instant::now() + delay, (delay * 2).min(Duration::from_secs(300)));
+                        log(
+                            &a.name,
+                            &format!(
+                                "auto-rejoin: leg {}: {e}; retry in {}s",
+                                l.index,
+                                delay.as_secs()
+                            ),
+                        );
+                        retry[l.index as usize] = (
+                            Instant::now() + delay,
+                            (delay * 2).min(Duration::from_secs(300)),
+                        );
                     }
                 }
             }

@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::status;
 use std::path::PathBuf;
 
+/// Remove a mirror's device, keeping its logs.
+///
 /// Remove a mirror's device. The metadata keeps the logs (a later create
 /// or activate with the same devices goes on from them). The activation
 /// file is kept unless --forget.

@@ -13,6 +13,8 @@ use fracture_core::format::{
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+/// Write a repaired copy of damaged metadata.
+///
 /// Write a repaired copy of metadata <IN> to <OUT> (a device or image
 /// file, never <IN> itself). A bitmap block that fails its checksum, type,
 /// location or UUID check is rebuilt with every region marked dirty (the

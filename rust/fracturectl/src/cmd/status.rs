@@ -8,6 +8,8 @@ use crate::status::{self, Mirror};
 use crate::units;
 use std::time::{Duration, Instant};
 
+/// Show each leg's role, state, sync share and dirty regions.
+///
 /// Show mirrors: each leg's role, state, share in sync and dirty regions;
 /// recovery progress with an estimate of the time left; the write-intent
 /// log and the metadata device. Without NAME, every dm-fracture device.
@@ -67,12 +69,28 @@ pub fn print(m: &Mirror, eta: Option<u64>) {
         "  metadata {} ({}){}, write-intent log: {} regions marked{}",
         m.metadata.name,
         m.metadata_state,
-        m.uuid.as_ref().map(|u| format!(", uuid {u}")).unwrap_or_default(),
+        m.uuid
+            .as_ref()
+            .map(|u| format!(", uuid {u}"))
+            .unwrap_or_default(),
         m.intent_regions,
-        if m.options.nointent { " (nointent: off)" } else { "" }
+        if m.options.nointent {
+            " (nointent: off)"
+        } else {
+            ""
+        }
     );
-    let w = m.legs.iter().map(|l| l.device.name.len()).max().unwrap_or(6).max(6);
-    println!("  {:<3} {:<w$} {:<9} {:<10} {:>8} {:>8}", "LEG", "DEVICE", "ROLE", "STATE", "IN SYNC", "DIRTY");
+    let w = m
+        .legs
+        .iter()
+        .map(|l| l.device.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "  {:<3} {:<w$} {:<9} {:<10} {:>8} {:>8}",
+        "LEG", "DEVICE", "ROLE", "STATE", "IN SYNC", "DIRTY"
+    );
     for l in &m.legs {
         println!(
             "  {:<3} {:<w$} {:<9} {:<10} {:>7.1}% {:>8}",
@@ -139,10 +157,16 @@ pub fn run(a: Args) -> Result<i32> {
     for n in &names {
         let m = status::read(&dm, n)?;
         let eta = eta(&dm, &m, Duration::from_millis(500));
-        reports.push(Report { mirror: m, eta_seconds: eta });
+        reports.push(Report {
+            mirror: m,
+            eta_seconds: eta,
+        });
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&reports).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("serialisable")
+        );
     } else if reports.is_empty() {
         println!("no dm-fracture devices");
     } else {

@@ -10,6 +10,8 @@ use crate::status::{self, Verify};
 use fracture_core::message::Message;
 use std::time::{Duration, Instant};
 
+/// Compare the in-sync legs with the primary, online.
+///
 /// Compare in-sync secondaries with the primary, region by region (the
 /// target's `verify` message, run by its recovery thread, rate-limited
 /// like recovery). A leg found different is split with the differing
@@ -46,7 +48,11 @@ pub struct Args {
 }
 
 fn legs(v: &Verify) -> String {
-    v.legs.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    v.legs
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn summary(name: &str, v: &Verify) -> String {
@@ -145,7 +151,10 @@ pub fn run(a: Args) -> Result<i32> {
                 return Ok(0);
             }
             "cancelled" => bail!("{}", summary(&a.name, v)),
-            other => bail!("{}: verify state '{other}' while waiting for a {what}", a.name),
+            other => bail!(
+                "{}: verify state '{other}' while waiting for a {what}",
+                a.name
+            ),
         }
     }
 }

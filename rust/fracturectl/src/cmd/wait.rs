@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+/// Wait until every leg is in sync, showing progress.
+///
 /// Wait until every leg is in sync, showing recovery progress: a progress
 /// bar on a terminal, a line every few seconds otherwise. Fails (exit 1) if
 /// a leg is fractured or failed and nothing is copying it (rejoin it
@@ -55,9 +57,11 @@ pub fn run(a: Args) -> Result<i32> {
     let bar = tty.then(|| {
         let b = ProgressBar::new(1);
         b.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} copies ({percent}%), {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} copies ({percent}%), {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         b.set_prefix(a.name.clone());
         b
@@ -71,7 +75,11 @@ pub fn run(a: Args) -> Result<i32> {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            println!("{}: every leg is in sync ({}s)", a.name, t0.elapsed().as_secs());
+            println!(
+                "{}: every leg is in sync ({}s)",
+                a.name,
+                t0.elapsed().as_secs()
+            );
             return Ok(0);
         }
         if let Some(why) = stuck(&m) {
@@ -92,9 +100,12 @@ pub fn run(a: Args) -> Result<i32> {
         let eta = samples.first().and_then(|&(t, d)| {
             let dt = now.duration_since(t).as_secs_f64();
             let rate = (r.done - d) as f64 / dt;
-            (dt > 0.5 && rate > 0.0).then(|| ((r.total - r.done.min(r.total)) as f64 / rate).ceil() as u64)
+            (dt > 0.5 && rate > 0.0)
+                .then(|| ((r.total - r.done.min(r.total)) as f64 / rate).ceil() as u64)
         });
-        let eta_s = eta.map(|s| format!("about {} left", units::duration(s))).unwrap_or_else(|| "estimating".into());
+        let eta_s = eta
+            .map(|s| format!("about {} left", units::duration(s)))
+            .unwrap_or_else(|| "estimating".into());
         match &bar {
             Some(b) => {
                 b.set_length(r.total.max(1));
@@ -107,7 +118,11 @@ pub fn run(a: Args) -> Result<i32> {
                     println!(
                         "{}: recovering leg {}: {}/{} region copies ({pct}%), {eta_s}",
                         a.name,
-                        r.legs.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                        r.legs
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
                         r.done,
                         r.total
                     );
