@@ -3,7 +3,9 @@
 #  - raw FFI (bindings, unsafe) only in the abstraction layer rust/dm/ and
 #    never in the mirror logic or the shared crate;
 #  - every `unsafe` block has a `// SAFETY:` comment just above it, every
-#    `unsafe fn` a `# Safety` doc section.
+#    `unsafe fn` a `# Safety` doc section;
+#  - rustfmt: the shared crate, fracturectl and the fuzz targets in the
+#    default style (cargo fmt).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bad=0
@@ -30,6 +32,13 @@ for f in $(find rust/dm rust/fracturectl/src -name '*.rs' ! -name 'bindings_gene
 		}
 		END { exit bad }' "$f" || bad=1
 done
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! cargo fmt --check -p fracture-core -p fracturectl >/dev/null 2>&1 ||
+	! (cd fuzz && cargo fmt --check >/dev/null 2>&1); then
+	echo "lint: not rustfmt-clean (cargo fmt -p fracture-core -p fracturectl; cd fuzz && cargo fmt)"
+	bad=1
+fi
 
 [ "$bad" = 0 ] && echo "lint: clean"
 exit "$bad"

@@ -874,7 +874,10 @@ mod tests {
         assert_eq!(format_block(&s, l.total_blocks(), &mut b), None);
         for leg in 0..3 {
             let nr = l.fracture_block(leg, 0);
-            assert_eq!(format_block(&s, nr, &mut b), Some(BlockType::FractureBitmap));
+            assert_eq!(
+                format_block(&s, nr, &mut b),
+                Some(BlockType::FractureBitmap)
+            );
             verify(&b, BlockType::FractureBitmap, nr, Some(&s.uuid)).unwrap();
             let want = if leg == 0 { 0 } else { s.nr_regions };
             assert_eq!(count_ones(payload(&b)), want);

@@ -102,7 +102,9 @@ fn set_range(bits: &[AtomicU64], range: Range<u64>) {
 fn all_set(bits: &[AtomicU64], range: Range<u64>) -> bool {
     let mut all = true;
     for_words(range, |w, mask| {
-        all &= bits.get(w).is_some_and(|word| word.load(SeqCst) & mask == mask);
+        all &= bits
+            .get(w)
+            .is_some_and(|word| word.load(SeqCst) & mask == mask);
     });
     all
 }
@@ -321,7 +323,11 @@ mod tests {
     #[test]
     fn sizes_are_checked() {
         let bits = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
-        let buckets = || (0..WRITE_BUCKETS).map(|_| AtomicU32::new(0)).collect::<Vec<_>>();
+        let buckets = || {
+            (0..WRITE_BUCKETS)
+                .map(|_| AtomicU32::new(0))
+                .collect::<Vec<_>>()
+        };
         assert!(IntentTracker::new(bits(2), bits(2), bits(2), buckets(), 129).is_err());
         assert!(IntentTracker::new(bits(3), bits(3), bits(3), buckets(), 129).is_ok());
         let few = (0..4).map(|_| AtomicU32::new(0)).collect::<Vec<_>>();
@@ -524,7 +530,10 @@ mod tests {
                             t.mark_durable(range.clone());
                         }
                         for q in range.clone() {
-                            assert!(disk[q as usize].load(SeqCst), "write sent to region {q} with no intent bit on disk");
+                            assert!(
+                                disk[q as usize].load(SeqCst),
+                                "write sent to region {q} with no intent bit on disk"
+                            );
                             sent[q as usize].fetch_add(1, SeqCst);
                         }
                         for q in range.clone() {
@@ -559,8 +568,15 @@ mod tests {
                     let _g = lock.lock().unwrap();
                     for r in 0..N {
                         if disk[r as usize].load(SeqCst) && settled.try_clear(r) {
-                            assert_eq!(sent[r as usize].load(SeqCst), 0, "region {r} cleared with a write in flight");
-                            assert!(last_done[r as usize].load(SeqCst) < flushed_before, "region {r} cleared with a write not flushed");
+                            assert_eq!(
+                                sent[r as usize].load(SeqCst),
+                                0,
+                                "region {r} cleared with a write in flight"
+                            );
+                            assert!(
+                                last_done[r as usize].load(SeqCst) < flushed_before,
+                                "region {r} cleared with a write not flushed"
+                            );
                             disk[r as usize].store(false, SeqCst);
                             cleared.fetch_add(1, SeqCst);
                         }
@@ -568,6 +584,9 @@ mod tests {
                 }
             });
         });
-        assert!(cleared.load(SeqCst) > 0, "the clearer never cleared anything");
+        assert!(
+            cleared.load(SeqCst) > 0,
+            "the clearer never cleared anything"
+        );
     }
 }

@@ -192,7 +192,10 @@ mod tests {
         );
         assert_eq!(Message::parse(&["rejoin", "2"], 3), Ok(Message::Rejoin(2)));
         assert_eq!(Message::parse(&[], 3), Err(MessageError::Empty));
-        assert_eq!(Message::parse(&["rebuild", "1"], 3), Ok(Message::Rebuild(1)));
+        assert_eq!(
+            Message::parse(&["rebuild", "1"], 3),
+            Ok(Message::Rebuild(1))
+        );
         assert_eq!(
             Message::parse(&["recovery_rate", "0"], 3),
             Ok(Message::RecoveryRate(0))
@@ -208,7 +211,10 @@ mod tests {
             );
         }
         assert_eq!(Message::parse(&["stats"], 3), Ok(Message::Stats));
-        assert_eq!(Message::parse(&["primary", "2"], 3), Ok(Message::Primary(2)));
+        assert_eq!(
+            Message::parse(&["primary", "2"], 3),
+            Ok(Message::Primary(2))
+        );
         assert_eq!(
             Message::parse(&["primary"], 3),
             Err(MessageError::Usage("primary <leg>"))
@@ -243,7 +249,10 @@ mod tests {
             Message::parse(&["fracture", "1", "2"], 3),
             Err(MessageError::Usage("fracture <leg>"))
         );
-        assert_eq!(Message::parse(&["fracture", "0"], 3), Ok(Message::Fracture(0)));
+        assert_eq!(
+            Message::parse(&["fracture", "0"], 3),
+            Ok(Message::Fracture(0))
+        );
         for bad in ["3", "-1", "x", "99999999999999999999999", ""] {
             assert_eq!(
                 Message::parse(&["fracture", bad], 3),
@@ -256,7 +265,10 @@ mod tests {
         let verify = |leg, check| Ok(Message::Verify { leg, check });
         assert_eq!(Message::parse(&["verify"], 3), verify(None, false));
         assert_eq!(Message::parse(&["verify", "2"], 3), verify(Some(2), false));
-        assert_eq!(Message::parse(&["verify", "cancel"], 3), Ok(Message::VerifyCancel));
+        assert_eq!(
+            Message::parse(&["verify", "cancel"], 3),
+            Ok(Message::VerifyCancel)
+        );
         assert_eq!(Message::parse(&["verify", "check"], 3), verify(None, true));
         assert_eq!(
             Message::parse(&["verify", "check", "1"], 3),

@@ -93,7 +93,12 @@ mod tests {
     /// copy.
     #[test]
     fn long_run_matches_rate() {
-        for (kib, copy) in [(1024u64, 65536u64), (100, 1 << 20), (10, 1 << 20), (50_000, 4096)] {
+        for (kib, copy) in [
+            (1024u64, 65536u64),
+            (100, 1 << 20),
+            (10, 1 << 20),
+            (50_000, 4096),
+        ] {
             let mut r = RateLimit::new(kib, 0);
             let mut now = 0u64;
             let mut moved = 0u64;

@@ -580,7 +580,9 @@ mod tests {
             })
         );
         assert_eq!(
-            f(&["2", "intent_delay", "3600001"]).unwrap_err().to_string(),
+            f(&["2", "intent_delay", "3600001"])
+                .unwrap_err()
+                .to_string(),
             "invalid intent_delay 3600001: must be 0..3600000"
         );
         assert_eq!(
@@ -588,17 +590,16 @@ mod tests {
             Err(TableError::RepeatedFeature("intent_delay"))
         );
         assert_eq!(
-            f(&["2", "probe_interval", "86401"]).unwrap_err().to_string(),
+            f(&["2", "probe_interval", "86401"])
+                .unwrap_err()
+                .to_string(),
             "invalid probe_interval 86401: must be 0..86400"
         );
         assert_eq!(
             f(&["2", "io_timeout", "60001"]).unwrap_err().to_string(),
             "invalid io_timeout 60001: must be 0..60000"
         );
-        assert_eq!(
-            f(&["2", "io_timeout", "0"]).unwrap(),
-            Features::default()
-        );
+        assert_eq!(f(&["2", "io_timeout", "0"]).unwrap(), Features::default());
         let ni = f(&["2", "nointent", "nosync"]).unwrap();
         assert!(ni.no_intent && ni.nosync);
         let mut printed = std::string::String::new();
@@ -606,7 +607,9 @@ mod tests {
         assert_eq!(printed, " nosync nointent");
         assert_eq!(ni.nr_words(), 2);
         assert_eq!(
-            f(&["3", "nointent", "intent_delay", "10"]).unwrap_err().to_string(),
+            f(&["3", "nointent", "intent_delay", "10"])
+                .unwrap_err()
+                .to_string(),
             "intent_delay with nointent: there is no write-intent log to delay"
         );
         assert_eq!(

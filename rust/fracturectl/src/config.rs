@@ -169,7 +169,12 @@ impl Config {
             words.push("read_primary".to_string());
         }
         let nwords: usize = words.iter().map(|w| w.split(' ').count()).sum();
-        let mut s = format!("{metadata} {} {} {}", self.region_sectors, legs.len(), legs.join(" "));
+        let mut s = format!(
+            "{metadata} {} {} {}",
+            self.region_sectors,
+            legs.len(),
+            legs.join(" ")
+        );
         if nwords > 0 {
             s.push_str(&format!(" {nwords} {}", words.join(" ")));
         }
@@ -209,9 +214,16 @@ mod tests {
         let t = fracture_core::table::TableArgs::parse(&w).unwrap();
         assert_eq!(t.features.recovery_rate, 100);
         assert_eq!(t.features.io_timeout, 2000);
-        let c = Config { read_primary: true, nointent: true, ..cfg() };
+        let c = Config {
+            read_primary: true,
+            nointent: true,
+            ..cfg()
+        };
         let p = c.params("1:0", &["1:1".into(), "1:2".into()]);
-        assert!(p.ends_with(" 6 recovery_rate 100 io_timeout 2000 nointent read_primary"), "{p}");
+        assert!(
+            p.ends_with(" 6 recovery_rate 100 io_timeout 2000 nointent read_primary"),
+            "{p}"
+        );
         let w: Vec<&str> = p.split(' ').collect();
         let t = fracture_core::table::TableArgs::parse(&w).unwrap();
         assert!(t.features.read_primary && t.features.no_intent);

@@ -46,7 +46,9 @@ pub fn is_lvm_name(s: &str) -> bool {
         && !lv.is_empty()
         && !lv.contains('/')
         && !lv.contains(':');
-    syntax && !Path::new(s).exists() && (Path::new("/dev").join(vg).exists() || !Path::new(vg).is_dir())
+    syntax
+        && !Path::new(s).exists()
+        && (Path::new("/dev").join(vg).exists() || !Path::new(vg).is_dir())
 }
 
 /// Whether `s` is `major:minor`.
@@ -167,7 +169,10 @@ pub fn stable_name(dev: &BlockDev) -> Option<String> {
     if is_lvm_name(g) || g.starts_with("/dev/mapper/") || g.starts_with("/dev/disk/by-") {
         return Some(g.clone());
     }
-    if let Ok(n) = fs::read_to_string(format!("/sys/dev/block/{}:{}/dm/name", dev.major, dev.minor)) {
+    if let Ok(n) = fs::read_to_string(format!(
+        "/sys/dev/block/{}:{}/dm/name",
+        dev.major, dev.minor
+    )) {
         return Some(format!("/dev/mapper/{}", n.trim()));
     }
     let mut links: Vec<PathBuf> = fs::read_dir("/dev/disk/by-id")
@@ -175,7 +180,10 @@ pub fn stable_name(dev: &BlockDev) -> Option<String> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             fs::metadata(p)
-                .map(|m| m.file_type().is_block_device() && m.rdev() == libc::makedev(dev.major, dev.minor))
+                .map(|m| {
+                    m.file_type().is_block_device()
+                        && m.rdev() == libc::makedev(dev.major, dev.minor)
+                })
                 .unwrap_or(false)
         })
         .collect();
@@ -230,7 +238,10 @@ pub fn check_unused(dev: &BlockDev, role: &str) -> Result<()> {
     match open_exclusive(&dev.path, false) {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-            bail!("{} ({role}) is in use (opened exclusively by another program)", dev.given)
+            bail!(
+                "{} ({role}) is in use (opened exclusively by another program)",
+                dev.given
+            )
         }
         Err(e) => Err(Error::io(&dev.given, e)),
     }

@@ -124,7 +124,9 @@ impl Dm {
             .map_err(|e| Error::new(format!("cannot create {n}: {}", describe(&e))))?;
         let r = self.load(n, table).and_then(|()| self.resume(n));
         if let Err(e) = r {
-            let _ = self.dm.device_remove(&DevId::Name(dm_name), DmOptions::default());
+            let _ = self
+                .dm
+                .device_remove(&DevId::Name(dm_name), DmOptions::default());
             return Err(e);
         }
         make_node(&self.dm, n);
@@ -173,7 +175,9 @@ impl Dm {
             .device_remove(&DevId::Name(name(n)?), DmOptions::default())
             .map_err(|e| {
                 if errno_of(&e) == Some(libc::EBUSY) {
-                    Error::new(format!("cannot remove {n}: it is in use (mounted, or open)"))
+                    Error::new(format!(
+                        "cannot remove {n}: it is in use (mounted, or open)"
+                    ))
                 } else {
                     Error::new(format!("cannot remove {n}: {}", describe(&e)))
                 }
@@ -190,7 +194,10 @@ impl Dm {
         };
         let (info, lines) = self
             .dm
-            .table_status(&DevId::Name(name(n)?), DmOptions::default().set_flags(flags))
+            .table_status(
+                &DevId::Name(name(n)?),
+                DmOptions::default().set_flags(flags),
+            )
             .map_err(|e| {
                 if errno_of(&e) == Some(libc::ENXIO) {
                     Error::new(format!("no device {n}"))

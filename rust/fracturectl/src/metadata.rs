@@ -130,11 +130,7 @@ impl MetaDev {
         if is_block || device::is_lvm_name(name) {
             let dev = Self::open(name, Access::WriteOffline)?;
             if dev.bytes < bytes {
-                bail!(
-                    "{name} is too small: {} bytes, {} needed",
-                    dev.bytes,
-                    bytes
-                );
+                bail!("{name} is too small: {} bytes, {} needed", dev.bytes, bytes);
             }
             return Ok(dev);
         }

@@ -331,10 +331,7 @@ pub fn analyse(dev: &MetaDev, ranges: bool) -> Result<Contents> {
                     rep.bad.push(BadBlock {
                         nr,
                         index,
-                        regions: (
-                            block_regions(index, sb.nr_regions).0,
-                            sb.nr_regions - 1,
-                        ),
+                        regions: (block_regions(index, sb.nr_regions).0, sb.nr_regions - 1),
                         damage: Damage::PastEnd,
                     });
                     break;

@@ -141,7 +141,10 @@ impl Mirror {
 }
 
 fn devref(s: &str) -> DevRef {
-    match s.split_once(':').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))) {
+    match s
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+    {
         Some((ma, mi)) => DevRef {
             devt: s.to_string(),
             name: device::display_name(ma, mi),
@@ -163,7 +166,11 @@ pub fn parse(
     event_nr: u32,
     resolve: bool,
 ) -> Result<Mirror> {
-    let bad = |what: &str| Error::new(format!("{name}: unexpected {what}; is the module newer than this tool?"));
+    let bad = |what: &str| {
+        Error::new(format!(
+            "{name}: unexpected {what}; is the module newer than this tool?"
+        ))
+    };
     let words: Vec<&str> = table.split_whitespace().collect();
     let t = TableArgs::parse(&words).map_err(|e| Error::new(format!("{name}: table line: {e}")))?;
     let d = |s: &str| {
@@ -196,7 +203,9 @@ pub fn parse(
     let mut legs = Vec::new();
     let mut regions = 0;
     for (i, dev) in t.legs().iter().enumerate() {
-        let (a, b) = s[3 + i].split_once('/').ok_or_else(|| bad("in-sync field"))?;
+        let (a, b) = s[3 + i]
+            .split_once('/')
+            .ok_or_else(|| bad("in-sync field"))?;
         let in_sync: u64 = a.parse().map_err(|_| bad("in-sync count"))?;
         regions = b.parse().map_err(|_| bad("region count"))?;
         let (state, h) = match health[i] {
@@ -239,7 +248,9 @@ pub fn parse(
         if f.len() != 3 || !(f[0] == "recovering" || f[0] == "stalled") {
             return Err(bad("recovery field"));
         }
-        let (done, total) = f[2].split_once('/').ok_or_else(|| bad("recovery progress"))?;
+        let (done, total) = f[2]
+            .split_once('/')
+            .ok_or_else(|| bad("recovery progress"))?;
         Recovery {
             state: f[0].to_string(),
             legs: f[1]
@@ -354,7 +365,10 @@ mod tests {
     fn parses_the_verify_field() {
         let p = |st: &str| parse("m0", 131072, "1:0 1024 2 1:1 1:2 0", st, 1, false);
         // A module older than verify, and no verify since the load.
-        for st in ["2 AA 0 128/128 128/128 0 idle rw", "2 AA 0 128/128 128/128 0 idle rw -"] {
+        for st in [
+            "2 AA 0 128/128 128/128 0 idle rw",
+            "2 AA 0 128/128 128/128 0 idle rw -",
+        ] {
             let m = p(st).unwrap();
             assert_eq!(m.verify.state, "none");
             assert!(m.verify.legs.is_empty());
@@ -362,17 +376,41 @@ mod tests {
         let m = p("2 AF 0 128/128 125/128 0 idle rw verifying:1:40/128:3:2").unwrap();
         assert_eq!(m.verify.state, "verifying");
         assert_eq!(m.verify.legs, vec![1]);
-        assert_eq!((m.verify.done, m.verify.total, m.verify.mismatches, m.verify.skipped), (40, 128, 3, 2));
+        assert_eq!(
+            (
+                m.verify.done,
+                m.verify.total,
+                m.verify.mismatches,
+                m.verify.skipped
+            ),
+            (40, 128, 3, 2)
+        );
         // `verify check`: the legs stay in sync whatever it finds.
         let m = p("2 AA 0 128/128 128/128 0 idle rw checking:1:40/128:3:2").unwrap();
         assert_eq!(m.verify.state, "checking");
-        assert_eq!((m.verify.done, m.verify.total, m.verify.mismatches, m.verify.skipped), (40, 128, 3, 2));
+        assert_eq!(
+            (
+                m.verify.done,
+                m.verify.total,
+                m.verify.mismatches,
+                m.verify.skipped
+            ),
+            (40, 128, 3, 2)
+        );
         let m = p("2 AA 0 128/128 128/128 0 idle rw checked:1:128/128:1:0").unwrap();
         assert_eq!(m.verify.state, "checked");
         assert_eq!(m.verify.legs, vec![1]);
         assert_eq!((m.verify.done, m.verify.mismatches), (128, 1));
         for st in VERIFY_STATES {
-            assert_eq!(p(&format!("2 AA 0 128/128 128/128 0 idle rw {st}:1:0/128:0:0")).unwrap().verify.state, st);
+            assert_eq!(
+                p(&format!(
+                    "2 AA 0 128/128 128/128 0 idle rw {st}:1:0/128:0:0"
+                ))
+                .unwrap()
+                .verify
+                .state,
+                st
+            );
         }
         for bad in [
             "2 AA 0 128/128 128/128 0 idle rw verifying",
@@ -405,7 +443,11 @@ mod tests {
         let got = serde_json::to_string_pretty(&m).unwrap();
         let want = include_str!("../tests/golden/status.json");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/status.json"), format!("{got}\n")).unwrap();
+            std::fs::write(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/status.json"),
+                format!("{got}\n"),
+            )
+            .unwrap();
             return;
         }
         assert_eq!(got.trim(), want.trim());

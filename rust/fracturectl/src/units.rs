@@ -22,7 +22,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use K, M, G, T or s)")),
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit '{unit}' (use K, M, G, T or s)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}': size too large"))

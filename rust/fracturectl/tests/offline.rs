@@ -767,7 +767,10 @@ fn nonexistent_paths() {
     // No such folder, no such VG: said so.
     let o = t.run(&["format", "nodir/new.img", "--legs", "2", "--size", "64M"]);
     assert_eq!(o.code, 1, "{o:?}");
-    assert!(o.stderr.contains("nodir/new.img: no such logical volume"), "{o:?}");
+    assert!(
+        o.stderr.contains("nodir/new.img: no such logical volume"),
+        "{o:?}"
+    );
 }
 
 /// Random damage anywhere never makes a command panic, and whatever repair
