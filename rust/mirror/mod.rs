@@ -686,7 +686,7 @@ impl Target for Fracture {
                 bio.per_bio().logged.store(logged, Ordering::Relaxed);
                 bio.fan_out(write_targets(&self.legs, logged, self.shared.primary()))
             }
-            Op::Write | Op::Discard | Op::WriteZeroes | Op::SecureErase => {
+            Op::Write | Op::Discard | Op::WriteZeroes => {
                 let (sector, sectors) = (bio.sector(), bio.sectors());
                 let start = match self.shared.begin_write(sector, sectors, true) {
                     Ok(v) => v,
@@ -694,7 +694,7 @@ impl Target for Fracture {
                     // write some leg silently misses.
                     Err(_) => return bio.end(BlkStatus::IOERR),
                 };
-                if matches!(kind.op, Op::Discard | Op::SecureErase) {
+                if kind.op == Op::Discard {
                     // What the legs hold there is undefined from now on.
                     self.shared.note_discard(sector, sectors);
                 }
