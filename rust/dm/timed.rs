@@ -33,6 +33,7 @@ use super::bindings;
 use super::bio::BioSet;
 use super::device::{Dev, DevT};
 use super::kthread::sleep_ms;
+use super::log::worth_logging;
 use core::ffi::c_void;
 use core::ptr::{addr_of_mut, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -514,7 +515,7 @@ impl TimedSet {
             let deadline = deadline.get_or_insert_with(|| Deadline::after_ms(inner.timeout_ms));
             if !may_wait || deadline.passed() || late_ios(devt) != 0 {
                 let n = inner.no_memory.fetch_add(1, Ordering::Relaxed);
-                if n < 10 || n.is_power_of_two() {
+                if worth_logging(n) {
                     crate::dm_warn!(
                         "no memory for a timed I/O of {} bytes in time ({} so far): counted as timed out",
                         size,

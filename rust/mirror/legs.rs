@@ -5,7 +5,8 @@
 //! balanced, writes to every leg not fractured, timed where `io_timeout`
 //! asks); flushing them.
 
-use super::metadata::{legs_of, MirrorState};
+use super::legmask::{legs_of, mask_of};
+use super::metadata::MirrorState;
 use super::PerBio;
 use crate::dm::bio::{BioKind, BioSet, FanTarget, Op};
 use crate::dm::device::Dev;
@@ -56,26 +57,25 @@ impl Leg {
     }
 }
 
+/// The legs whose bit is set in `mask`, with their numbers, lowest first.
+fn legs_in(legs: &[Leg], mask: u32) -> impl Iterator<Item = (u32, &Leg)> {
+    legs_of(mask).map_while(move |i| legs.get(i as usize).map(|l| (i, l)))
+}
+
 /// The legs with late I/Os (see [`Leg::late`]).
 pub(super) fn late_legs(legs: &[Leg]) -> u32 {
-    legs.iter()
-        .enumerate()
-        .filter(|(_, l)| l.late() != 0)
-        .fold(0, |m, (i, _)| m | 1 << i)
+    mask_of(legs_in(legs, u32::MAX).filter(|(_, l)| l.late() != 0).map(|(i, _)| i))
 }
 
 /// The legs in `mask`, as fan-out targets; those in `timed` get timed
 /// copies if `io_timeout` is set.
 pub(super) fn leg_targets(legs: &[Leg], mask: u32, timed: u32) -> impl Iterator<Item = FanTarget<'_>> {
-    legs.iter()
-        .enumerate()
-        .filter(move |(i, _)| mask & (1 << i) != 0)
-        .map(move |(i, leg)| FanTarget {
-            dev: &leg.dev,
-            set: &leg.clones,
-            index: i as u32,
-            timed: leg.timed.as_ref().filter(|_| timed & (1 << i) != 0),
-        })
+    legs_in(legs, mask).map(move |(i, leg)| FanTarget {
+        dev: &leg.dev,
+        set: &leg.clones,
+        index: i,
+        timed: leg.timed.as_ref().filter(|_| timed & (1 << i) != 0),
+    })
 }
 
 /// A host read (its per-bio data `pb`) is about to be sent to leg `leg`:
@@ -143,11 +143,8 @@ pub(super) fn flush_legs(mirror: &MirrorState, legs: &[Leg]) -> Result {
     let logged = mirror.logged.load(Ordering::SeqCst);
     let primary = mirror.primary();
     let mut result = Ok(());
-    for (i, leg) in legs.iter().enumerate() {
-        if logged & (1 << i) != 0 {
-            continue;
-        }
-        if i as u32 == primary {
+    for (i, leg) in legs_in(legs, !logged) {
+        if i == primary {
             if let Err(e) = leg.dev.flush() {
                 mirror.note_failed(1 << i);
                 crate::dm_err!(
@@ -165,11 +162,7 @@ pub(super) fn flush_legs(mirror: &MirrorState, legs: &[Leg]) -> Result {
         }
     }
     // The timed ones all at once: dead legs cost one timeout, not one each.
-    let timed = legs
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| logged & (1 << i) == 0 && i as u32 != primary)
-        .filter_map(|(i, leg)| leg.timed.as_ref().map(|t| (t, &leg.dev, i as u32)));
+    let timed = legs_in(legs, !logged & !(1 << primary)).filter_map(|(i, leg)| leg.timed.as_ref().map(|t| (t, &leg.dev, i)));
     let (failed, timed_out) = flush_many(timed);
     if failed != 0 {
         mirror.note_failed(failed);

@@ -3,6 +3,7 @@
 //! `dmsetup message`: `fracture`, `rejoin`, `rebuild`, `primary`,
 //! `recovery_rate`, `verify` (`check`, `cancel`) and `stats`.
 
+use super::legmask::all_legs;
 use super::metadata::Refused;
 use super::recovery::VerifyRefused;
 use super::Fracture;
@@ -186,7 +187,7 @@ impl Fracture {
                 Ok(())
             }
             Message::Verify { leg, check } => {
-                let asked = leg.map_or((1u32 << self.nr_legs()) - 1, |l| 1 << l);
+                let asked = leg.map_or(all_legs(self.nr_legs() as u32), |l| 1 << l);
                 let legs = self.mirror.in_sync_secondaries(asked);
                 if let Some(l) = leg.filter(|_| legs == 0) {
                     let (state, primary) = self.mirror.leg_state(l);

@@ -32,6 +32,7 @@
 //! - `metadata`: the run-time metadata and its commits;
 //! - `recovery`: the recovery thread (copies, probes, `verify`).
 
+mod legmask;
 mod legs;
 mod message;
 mod metadata;

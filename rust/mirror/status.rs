@@ -2,11 +2,21 @@
 
 //! `dmsetup status` (the info line) and `dmsetup table` (the table line).
 
+use super::legmask::{all_legs, legs_of};
 use super::recovery::VerifyState;
 use super::Fracture;
 use crate::dm::status::Emitter;
-use core::fmt::Write;
+use core::fmt::{self, Write};
 use core::sync::atomic::Ordering;
+
+/// Writes the legs in `mask`, of a table with `nr_legs` legs, as a
+/// comma-separated list (`0,2`).
+fn write_leg_list(out: &mut Emitter<'_>, mask: u32, nr_legs: usize) -> fmt::Result {
+    for (k, leg) in legs_of(mask & all_legs(nr_legs as u32)).enumerate() {
+        write!(out, "{}{}", if k == 0 { "" } else { "," }, leg)?;
+    }
+    Ok(())
+}
 
 impl Fracture {
     /// `<nr_legs> <health> <primary_leg> <in_sync>/<regions>... <intent_regions>
@@ -31,10 +41,7 @@ impl Fracture {
             write!(out, " {}/{}", regions.saturating_sub(st.counts[i]), regions)?;
         }
         let recovering = self.mirror.recovering.load(Ordering::Acquire);
-        let left: u64 = (0..n)
-            .filter(|i| recovering & (1 << i) != 0)
-            .map(|i| st.counts[i])
-            .sum();
+        let left: u64 = legs_of(recovering & all_legs(n as u32)).map(|i| st.counts[i as usize]).sum();
         let done = st.recovered;
         let intent = st.intent_count;
         drop(st);
@@ -44,13 +51,7 @@ impl Fracture {
         } else {
             let stalled = self.recovery.stalled.load(Ordering::Acquire) & recovering;
             out.write_str(if stalled != 0 { "stalled:" } else { "recovering:" })?;
-            let mut first = true;
-            for i in 0..n {
-                if recovering & (1 << i) != 0 {
-                    write!(out, "{}{}", if first { "" } else { "," }, i)?;
-                    first = false;
-                }
-            }
+            write_leg_list(out, recovering, n)?;
             write!(out, ":{}/{}", done, done + left)?;
         }
         let meta = if self.mirror.meta_failed.load(Ordering::Acquire) {
@@ -69,13 +70,7 @@ impl Fracture {
             (VerifyState::Cancelled, _) => "cancelled",
         };
         write!(out, " {}:", state)?;
-        let mut first = true;
-        for i in 0..n {
-            if v.legs & (1 << i) != 0 {
-                write!(out, "{}{}", if first { "" } else { "," }, i)?;
-                first = false;
-            }
-        }
+        write_leg_list(out, v.legs, n)?;
         write!(out, ":{}/{}:{}:{}", v.done, v.total, v.mismatches, v.skipped)
     }
 

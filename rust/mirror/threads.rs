@@ -6,10 +6,12 @@
 //! thread (`kfracture_rd`: sends a failed read to another leg).
 
 use super::legs::{flush_fractured, flush_legs, late_legs, leg_targets, start_read, targets_for, Leg};
-use super::metadata::{legs_of, MirrorState};
+use super::legmask::legs_of;
+use super::metadata::{MirrorState};
 use super::Fracture;
 use crate::dm::bio::BlkStatus;
 use crate::dm::kthread::{now_ns, ThreadCtx};
+use crate::dm::log::worth_logging;
 use crate::dm::held::{BioStack, HeldBio};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
@@ -37,9 +39,8 @@ fn retry_read(mirror: &MirrorState, legs: &[Leg], bio: HeldBio<Fracture>) {
     let failed = pb.failed.swap(0, Ordering::Relaxed);
     let tried = pb.tried.load(Ordering::Relaxed);
     let n = mirror.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-    // The first errors, then ever more rarely: a bad disk must not flood
-    // the log.
-    let say = n < 10 || n.is_power_of_two();
+    // A bad disk must not flood the log.
+    let say = worth_logging(n);
     let from = legs_of(failed).next().unwrap_or(0);
     match mirror.read_source(tried) {
         Some(leg) => {

@@ -7,8 +7,33 @@
 //! writes them.
 
 use super::{MetaState, MirrorState};
+use crate::dm::io::Block;
 use crate::format::{bit_position, fill, next_set_bit, payload, payload_mut, set_bit, test_bit, BITS_PER_BLOCK};
+use crate::mirror::legmask::{legs_of, mask_of};
 use core::ops::Range;
+
+/// A walk over the set bits of one bitmap block (block `idx` of its
+/// bitmap), lowest first. Each step is handed the block, so that the
+/// caller may change it between steps (clear the bit just found, say).
+pub(super) struct SetBits {
+    idx: u64,
+    next: usize,
+}
+
+impl SetBits {
+    /// A walk of block `idx` of a bitmap, from its first bit.
+    pub(super) fn new(idx: u64) -> Self {
+        Self { idx, next: 0 }
+    }
+
+    /// The next set bit of `block`: its number in the block, and the
+    /// region it stands for (which may be past the last region).
+    pub(super) fn next_in(&mut self, block: &Block) -> Option<(usize, u64)> {
+        let found = next_set_bit(payload(block.bytes()), self.next)?;
+        self.next = found + 1;
+        Some((found, self.idx * BITS_PER_BLOCK + found as u64))
+    }
+}
 
 impl MirrorState {
     /// Index in `MetaState::blocks` of block `idx` of bitmap `which`
@@ -23,14 +48,10 @@ impl MirrorState {
     /// the bits are already on disk).
     pub(super) fn set_bits(&self, st: &mut MetaState, legs: u32, sector: u64, sectors: u64) -> u64 {
         let mut need = 0;
-        let per_leg = self.layout.bitmap_blocks();
-        for leg in 0..self.nr_legs {
-            if legs & (1 << leg) == 0 {
-                continue;
-            }
+        for leg in legs_of(legs & self.all_legs()) {
             for region in self.geometry.regions_of(sector, sectors) {
                 let (idx, bit) = bit_position(region);
-                let b = (u64::from(leg) * per_leg + idx) as usize;
+                let b = self.block_index(leg, idx);
                 if set_bit(payload_mut(st.blocks[b].bytes_mut()), bit) {
                     st.counts[leg as usize] += 1;
                     st.block_seq[b] = st.open_seq;
@@ -75,12 +96,11 @@ impl MirrorState {
             let from = self.block_index(from_bitmap, idx);
             let to = self.block_index(leg, idx);
             let mut block_added = 0;
-            let mut bit = 0;
-            while let Some(found) = next_set_bit(payload(st.blocks[from].bytes()), bit) {
+            let mut walk = SetBits::new(idx);
+            while let Some((found, _)) = walk.next_in(&st.blocks[from]) {
                 if set_bit(payload_mut(st.blocks[to].bytes_mut()), found) {
                     block_added += 1;
                 }
-                bit = found + 1;
             }
             if block_added != 0 {
                 st.block_seq[to] = st.open_seq;
@@ -94,21 +114,39 @@ impl MirrorState {
 
     /// Sets every bit of leg `leg`'s bitmap, in the open epoch.
     pub(super) fn fill_leg_locked(&self, st: &mut MetaState, leg: u32) {
-        let per_leg = self.layout.bitmap_blocks();
+        self.fill_bitmap(st, leg);
+        st.counts[leg as usize] = self.geometry.nr_regions();
+    }
+
+    /// Sets the bit of every region in bitmap `which` (a leg, or `nr_legs`
+    /// for the intent bitmap), in the open epoch; `st` locked. Counts are
+    /// the caller's.
+    pub(super) fn fill_bitmap(&self, st: &mut MetaState, which: u32) {
         let nr_regions = self.geometry.nr_regions();
-        for idx in 0..per_leg {
-            let b = (u64::from(leg) * per_leg + idx) as usize;
+        for idx in 0..self.layout.bitmap_blocks() {
+            let b = self.block_index(which, idx);
             fill(payload_mut(st.blocks[b].bytes_mut()), idx, nr_regions);
             st.block_seq[b] = st.open_seq;
             st.dirty[b] = true;
         }
-        st.counts[leg as usize] = nr_regions;
+    }
+
+    /// Clears bitmap `which` (a leg, or `nr_legs` for the intent bitmap),
+    /// its blocks marked dirty (to be written) if `dirty`, else clean;
+    /// `st` locked. No new epoch: a clear is never waited for. Counts are
+    /// the caller's.
+    pub(super) fn clear_bitmap(&self, st: &mut MetaState, which: u32, dirty: bool) {
+        for idx in 0..self.layout.bitmap_blocks() {
+            let b = self.block_index(which, idx);
+            payload_mut(st.blocks[b].bytes_mut()).fill(0);
+            st.dirty[b] = dirty;
+        }
     }
 
     /// Whether `region` is set in leg `leg`'s fracture bitmap.
     pub(crate) fn region_dirty(&self, leg: u32, region: u64) -> bool {
         let (idx, bit) = bit_position(region);
-        let b = (u64::from(leg) * self.layout.bitmap_blocks() + idx) as usize;
+        let b = self.block_index(leg, idx);
         let st = self.meta.lock();
         st.blocks.get(b).is_some_and(|blk| test_bit(payload(blk.bytes()), bit))
     }
@@ -121,7 +159,7 @@ impl MirrorState {
     /// The first region at or after `from` set in the bitmap of one of
     /// `legs` and not being copied, with the legs of `legs` it is set for.
     pub(crate) fn next_dirty(&self, from: u64, legs: u32) -> Option<(u64, u32)> {
-        let per_leg = self.layout.bitmap_blocks();
+        let legs = legs & self.all_legs();
         let nr_regions = self.geometry.nr_regions();
         let mut region = from;
         while region < nr_regions {
@@ -130,11 +168,8 @@ impl MirrorState {
             let st = self.meta.lock();
             loop {
                 let mut best: Option<usize> = None;
-                for leg in 0..self.nr_legs {
-                    if legs & (1 << leg) == 0 {
-                        continue;
-                    }
-                    let b = (u64::from(leg) * per_leg + idx) as usize;
+                for leg in legs_of(legs) {
+                    let b = self.block_index(leg, idx);
                     if let Some(found) = next_set_bit(payload(st.blocks[b].bytes()), bit) {
                         best = Some(best.map_or(found, |x| x.min(found)));
                     }
@@ -148,13 +183,9 @@ impl MirrorState {
                     bit = found + 1;
                     continue;
                 }
-                let mut which = 0;
-                for leg in 0..self.nr_legs {
-                    let b = (u64::from(leg) * per_leg + idx) as usize;
-                    if legs & (1 << leg) != 0 && test_bit(payload(st.blocks[b].bytes()), found) {
-                        which |= 1 << leg;
-                    }
-                }
+                let which = mask_of(legs_of(legs).filter(|&leg| {
+                    test_bit(payload(st.blocks[self.block_index(leg, idx)].bytes()), found)
+                }));
                 return Some((r, which));
             }
             drop(st);

@@ -5,7 +5,8 @@
 //! `verify` is comparing, with the regions discarded since the table was
 //! loaded (not compared).
 
-use super::{legs_of, CopySlot, MirrorState, NO_REGION};
+use crate::mirror::legmask::legs_of;
+use super::{CopySlot, MirrorState, NO_REGION};
 use crate::format::{bit_position, clear_bit, payload_mut, LegState};
 use core::sync::atomic::Ordering;
 
@@ -51,7 +52,6 @@ impl MirrorState {
     /// still recovering, unless the copy was voided. Returns the bits
     /// cleared. The caller commits.
     pub(crate) fn finish_copy(&self, slot: usize, ok: u32) -> u64 {
-        let per_leg = self.layout.bitmap_blocks();
         let mut st = self.meta.lock();
         let Some(s) = st.copying.get_mut(slot) else {
             return 0;
@@ -73,7 +73,7 @@ impl MirrorState {
             if st.sb.leg(leg).state != LegState::Recovering {
                 continue;
             }
-            let b = (u64::from(leg) * per_leg + idx) as usize;
+            let b = self.block_index(leg, idx);
             // No new epoch: clearing a bit is never waited for, and a later
             // set of it stamps the block again.
             if clear_bit(payload_mut(st.blocks[b].bytes_mut()), bit) {

@@ -5,8 +5,9 @@
 //! for fractured legs), and the lazy clearing of intent bits once the legs
 //! are flushed ([`MirrorState::settle`]).
 
+use super::bitmap::SetBits;
 use super::{MirrorState, NO_REGION};
-use crate::format::{clear_bit, next_set_bit, payload, payload_mut, BITS_PER_BLOCK};
+use crate::format::{clear_bit, payload_mut};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
@@ -145,14 +146,12 @@ impl MirrorState {
         for idx in 0..per {
             let st = self.meta.lock();
             let b = self.block_index(self.nr_legs, idx);
-            let mut bit = 0;
-            while let Some(found) = next_set_bit(payload(st.blocks[b].bytes()), bit) {
-                let r = idx * BITS_PER_BLOCK + found as u64;
+            let mut walk = SetBits::new(idx);
+            while let Some((_, r)) = walk.next_in(&st.blocks[b]) {
                 if r >= nr_regions {
                     break;
                 }
                 self.intent.consider(&mut scan, r);
-                bit = found + 1;
             }
         }
         if scan.candidates() == 0 {
@@ -170,11 +169,9 @@ impl MirrorState {
         for idx in 0..per {
             let mut st = self.meta.lock();
             let b = self.block_index(self.nr_legs, idx);
-            let mut bit = 0;
             let mut block_cleared = 0;
-            while let Some(found) = next_set_bit(payload(st.blocks[b].bytes()), bit) {
-                let r = idx * BITS_PER_BLOCK + found as u64;
-                bit = found + 1;
+            let mut walk = SetBits::new(idx);
+            while let Some((found, r)) = walk.next_in(&st.blocks[b]) {
                 // No new epoch: a clear is never waited for, and a later
                 // set stamps the block again.
                 if r < nr_regions

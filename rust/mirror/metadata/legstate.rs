@@ -5,7 +5,8 @@
 //! recovery; the failures noted from any context for the metadata thread;
 //! and which legs a host read may go to.
 
-use super::{legs_of, MetaState, MirrorState};
+use crate::mirror::legmask::{legs_of, mask_of};
+use super::{MetaState, MirrorState};
 use crate::format::LegState;
 use core::sync::atomic::Ordering;
 
@@ -348,7 +349,7 @@ impl MirrorState {
         let mut st = self.meta.lock();
         let mut legs = 0;
         let p = st.sb.primary_leg;
-        for leg in (0..self.nr_legs).filter(|&l| l != p && skip & (1 << l) == 0) {
+        for leg in legs_of(self.all_legs() & !skip & !(1 << p)) {
             let rec = st.sb.leg(leg);
             if rec.state == LegState::Fractured && !rec.split {
                 self.start_recovery_locked(&mut st, leg);
@@ -396,13 +397,9 @@ impl MirrorState {
     /// Secondaries fractured by a failure, for the probe.
     pub(crate) fn failed_legs(&self) -> u32 {
         let st = self.meta.lock();
-        (0..self.nr_legs)
-            .filter(|&l| {
-                l != st.sb.primary_leg
-                    && st.sb.leg(l).state == LegState::Fractured
-                    && !st.sb.leg(l).split
-            })
-            .fold(0, |m, l| m | 1 << l)
+        mask_of((0..self.nr_legs).filter(|&l| {
+            l != st.sb.primary_leg && st.sb.leg(l).state == LegState::Fractured && !st.sb.leg(l).split
+        }))
     }
 
     /// Recovering legs with no bit left and no copy in flight are in sync
@@ -467,11 +464,7 @@ impl MirrorState {
     pub(crate) fn in_sync_secondaries(&self, legs: u32) -> u32 {
         let st = self.meta.lock();
         let p = st.sb.primary_leg;
-        (0..self.nr_legs)
-            .filter(|&l| {
-                legs & (1 << l) != 0 && l != p && st.sb.leg(l).state == LegState::InSync
-            })
-            .fold(0, |m, l| m | (1 << l))
+        mask_of(legs_of(legs & self.all_legs()).filter(|&l| l != p && st.sb.leg(l).state == LegState::InSync))
     }
 
     /// The state of leg `leg`, and whether it is the primary.

@@ -51,6 +51,7 @@ mod store;
 pub(crate) use copies::VerifyMark;
 pub(crate) use legstate::Refused;
 
+use crate::mirror::legmask::all_legs;
 use super::Fracture;
 use crate::dm::device::Dev;
 use crate::dm::io::{Block, IoClient};
@@ -64,9 +65,6 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::alloc::KVVec;
 use kernel::prelude::*;
 use kernel::sync::{Mutex, SpinLock};
-
-// Leg masks (fan-out failures, in-sync, fractured legs) are `u32`.
-const _: () = assert!(MAX_LEGS <= 32);
 
 /// The lock-free side of the write-intent log.
 type Tracker = IntentTracker<KVVec<AtomicU64>, KVec<AtomicU32>>;
@@ -217,11 +215,6 @@ pub(crate) struct MirrorState {
     events: EventRaiser,
 }
 
-/// The leg numbers set in `mask`, lowest first.
-pub(crate) fn legs_of(mask: u32) -> impl Iterator<Item = u32> {
-    (0..32).filter(move |i| mask & (1 << i) != 0)
-}
-
 /// No region (for [`MirrorState::verify_region`]).
 const NO_REGION: u64 = u64::MAX;
 
@@ -259,7 +252,7 @@ impl MirrorState {
 
     /// Every leg of the table, as a mask.
     fn all_legs(&self) -> u32 {
-        u32::MAX >> (32 - self.nr_legs)
+        all_legs(self.nr_legs)
     }
 
     /// Raises a dm event. Process context.

@@ -5,12 +5,13 @@
 //! only place that reads or writes the metadata device.
 
 use super::{CopySlot, MetaState, MirrorState, Stats, NO_REGION};
+use crate::mirror::legmask::{legs_of, mask_of};
 use crate::dm::device::Dev;
 use crate::dm::io::{random_bytes, Block, IoClient};
 use crate::dm::held::BioStack;
 use crate::dm::target::{CtrError, EventRaiser};
 use crate::format::{
-    count_ones, fill, format_block, is_zero, padding_clear, payload, payload_mut, seal, verify, BlockType, Layout,
+    count_ones, format_block, is_zero, padding_clear, payload, seal, verify, BlockType, Layout,
     LegState, PrimaryCheck, Superblock, FLAG_CLEAN, SECTORS_PER_BLOCK,
 };
 use crate::intent::{words_for, IntentTracker, WRITE_BUCKETS};
@@ -239,24 +240,14 @@ impl MirrorState {
         }
         let mut st = self.meta.lock();
         if !activate {
-            for idx in 0..per_leg {
-                let b = self.block_index(self.nr_legs, idx);
-                payload_mut(st.blocks[b].bytes_mut()).fill(0);
-                st.dirty[b] = false;
-            }
+            self.clear_bitmap(&mut st, self.nr_legs, false);
         }
         if activate && sb.flags & FLAG_CLEAN == 0 {
             // A table without an intent log (`nointent`) did not shut down
             // cleanly: any region may have had writes in flight. A full
             // intent bitmap says so, and is handed to the legs below.
-            let nr_regions = self.geometry.nr_regions();
-            for idx in 0..per_leg {
-                let b = self.block_index(self.nr_legs, idx);
-                fill(payload_mut(st.blocks[b].bytes_mut()), idx, nr_regions);
-                st.block_seq[b] = st.open_seq;
-                st.dirty[b] = true;
-            }
-            intent_count = nr_regions;
+            self.fill_bitmap(&mut st, self.nr_legs);
+            intent_count = self.geometry.nr_regions();
             crate::dm_warn!(
                 "metadata device {}: not shut down cleanly and no write-intent log was kept (nointent): every region is copied from the primary to the secondaries",
                 name
@@ -268,9 +259,7 @@ impl MirrorState {
             st.sb_seq = st.open_seq;
         }
         st.intent_count = intent_count;
-        let mut dirty = (0..self.nr_legs)
-            .filter(|&l| counts[l as usize] != 0)
-            .fold(0u32, |m, l| m | 1 << l);
+        let mut dirty = mask_of((0..self.nr_legs).filter(|&l| counts[l as usize] != 0));
         let p = sb.primary_leg;
         let rec = *sb.leg(p);
         if dirty & (1 << p) != 0
@@ -284,19 +273,13 @@ impl MirrorState {
             // for that commit): it holds every acknowledged write. It stays
             // the primary; the other legs copy those regions from it.
             st.counts = counts;
-            for leg in (0..self.nr_legs).filter(|&l| l != p) {
+            for leg in legs_of(self.all_legs() & !(1 << p)) {
                 self.or_bitmap_into(&mut st, p, leg);
             }
-            for idx in 0..self.layout.bitmap_blocks() {
-                let b = self.block_index(p, idx);
-                payload_mut(st.blocks[b].bytes_mut()).fill(0);
-                st.dirty[b] = true;
-            }
+            self.clear_bitmap(&mut st, p, true);
             st.counts[p as usize] = 0;
             counts = st.counts;
-            dirty = (0..self.nr_legs)
-                .filter(|&l| counts[l as usize] != 0)
-                .fold(0u32, |m, l| m | 1 << l);
+            dirty = mask_of((0..self.nr_legs).filter(|&l| counts[l as usize] != 0));
             st.sb_seq = st.open_seq;
             if activate {
                 crate::dm_warn!(
@@ -308,10 +291,7 @@ impl MirrorState {
         }
         // Bits win over the state: a crash between writing bits and the
         // superblock must not lose them. Such a leg leaves the in-sync set.
-        for leg in 0..self.nr_legs {
-            if dirty & (1 << leg) == 0 {
-                continue;
-            }
+        for leg in legs_of(dirty) {
             if sb.leg(leg).state == LegState::InSync {
                 sb.leave_sync(leg);
                 let rec = sb.leg_mut(leg);
@@ -383,15 +363,21 @@ impl MirrorState {
         Ok(())
     }
 
+    /// Block number on the metadata device, and block type, of block `idx`
+    /// of bitmap `which` (a leg, or `nr_legs` for the intent bitmap).
+    fn disk_block(&self, which: u32, idx: u64) -> (u64, BlockType) {
+        if which == self.nr_legs {
+            (self.layout.intent_block(idx), BlockType::IntentBitmap)
+        } else {
+            (self.layout.fracture_block(which, idx), BlockType::FractureBitmap)
+        }
+    }
+
     /// Reads and checks block `idx` of bitmap `which` (a leg's fracture
     /// bitmap, or `nr_legs` for the intent bitmap) through `buf` into its
     /// place in memory, clean. Returns its set bits.
     fn load_bitmap_block(&self, which: u32, idx: u64, uuid: &[u8; 16], buf: &mut Block) -> Result<u64, LoadError> {
-        let (nr, kind) = if which == self.nr_legs {
-            (self.layout.intent_block(idx), BlockType::IntentBitmap)
-        } else {
-            (self.layout.fracture_block(which, idx), BlockType::FractureBitmap)
-        };
+        let (nr, kind) = self.disk_block(which, idx);
         read_verified(&self.io, &self.dev, nr, kind, uuid, buf)?;
         if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
             crate::dm_err!(
@@ -420,7 +406,7 @@ impl MirrorState {
     fn intent_to_legs(&self, st: &mut MetaState, sb: &mut Superblock, counts: &mut [u64; MAX_LEGS]) {
         st.counts = *counts;
         let p = sb.primary_leg;
-        for leg in (0..self.nr_legs).filter(|&l| l != p) {
+        for leg in legs_of(self.all_legs() & !(1 << p)) {
             self.or_intent_into(st, leg);
             // Like a fracture: the event count moves on, the primary takes
             // it, and the recovering leg's older generation marks it as no
@@ -433,11 +419,7 @@ impl MirrorState {
             }
         }
         *counts = st.counts;
-        for idx in 0..self.layout.bitmap_blocks() {
-            let b = self.block_index(self.nr_legs, idx);
-            payload_mut(st.blocks[b].bytes_mut()).fill(0);
-            st.dirty[b] = true;
-        }
+        self.clear_bitmap(st, self.nr_legs, true);
         st.intent_count = 0;
         st.sb_seq = st.open_seq;
     }
@@ -496,12 +478,7 @@ impl MirrorState {
                 st.dirty[b] = false;
                 buf.bytes_mut().copy_from_slice(st.blocks[b].bytes());
             }
-            let which = (b as u64 / per_leg) as u32;
-            let (nr, kind) = if which == self.nr_legs {
-                (self.layout.intent_block(b as u64 % per_leg), BlockType::IntentBitmap)
-            } else {
-                (self.layout.fracture_block(which, b as u64 % per_leg), BlockType::FractureBitmap)
-            };
+            let (nr, kind) = self.disk_block((b as u64 / per_leg) as u32, b as u64 % per_leg);
             seal(buf.bytes_mut(), kind, nr, &uuid);
             result = self.io.write(&self.dev, nr * SECTORS_PER_BLOCK, buf, true);
             self.stats.metadata_writes.fetch_add(1, Ordering::Relaxed);

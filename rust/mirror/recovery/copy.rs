@@ -10,7 +10,8 @@ use crate::dm::device::Dev;
 use crate::dm::kcopyd::CopyJob;
 use crate::dm::kthread::{now_ns, Waker};
 use crate::mirror::legs::late_legs;
-use crate::mirror::metadata::{legs_of, COPY_SLOTS};
+use crate::mirror::legmask::legs_of;
+use crate::mirror::metadata::{COPY_SLOTS};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What a kcopyd copy reports to.

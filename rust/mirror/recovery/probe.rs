@@ -6,7 +6,7 @@
 use super::Worker;
 use crate::dm::kthread::now_ns;
 use crate::mirror::legs::late_legs;
-use crate::mirror::metadata::legs_of;
+use crate::mirror::legmask::legs_of;
 use core::sync::atomic::Ordering;
 
 impl Worker<'_> {

@@ -10,7 +10,8 @@ use crate::dm::io::{Block, MAX_BUFFER_BYTES};
 use crate::dm::kthread::{now_ns, yield_cpu, ThreadCtx, Waker};
 use crate::format::LegState;
 use crate::mirror::legs::{flush_fractured, late_legs};
-use crate::mirror::metadata::{legs_of, VerifyMark};
+use crate::mirror::legmask::{legs_of, mask_of};
+use crate::mirror::metadata::{VerifyMark};
 use core::sync::atomic::Ordering;
 
 /// Bytes `verify` reads from each leg at a time.
@@ -228,9 +229,7 @@ impl<'a> Worker<'a> {
         // Legs still compared: in sync, or split by this verify and still
         // fractured (their clear bits are compared on).
         let keep = mirror.in_sync_secondaries(run.legs)
-            | legs_of(run.split & run.legs)
-                .filter(|&l| mirror.leg_state(l).0 == LegState::Fractured)
-                .fold(0, |m, l| m | (1 << l));
+            | mask_of(legs_of(run.split & run.legs).filter(|&l| mirror.leg_state(l).0 == LegState::Fractured));
         if keep != run.legs {
             crate::dm_warn!(
                 "{}: legs {:#x} left sync (or were rejoined) at region {}: not compared further",
@@ -293,9 +292,7 @@ impl<'a> Worker<'a> {
         // with late I/Os (`io_timeout`) is not read: it may not answer,
         // and the thread would hang with it.
         let late = late_legs(&r.legs);
-        let legs = legs_of(run.legs)
-            .filter(|&l| late & (1 << l) == 0 && !mirror.region_dirty(l, region))
-            .fold(0u32, |m, l| m | (1 << l));
+        let legs = mask_of(legs_of(run.legs & !late).filter(|&l| !mirror.region_dirty(l, region)));
         let n = u64::from(legs.count_ones());
         if n != 0 && run.tries == 0 {
             // Charged once per region, not per retry.
