@@ -141,7 +141,8 @@ impl<T: Target> MapBio<'_, T> {
         unsafe {
             let st = self.data.as_ref();
             bindings::fracture_bio_record((*st.details.get()).as_mut_ptr(), self.bio.as_ptr());
-            st.remapped.store(index.saturating_add(1), Ordering::Relaxed);
+            st.remapped
+                .store(index.saturating_add(1), Ordering::Relaxed);
         }
         self.remap(dev)
     }
@@ -225,7 +226,15 @@ pub(super) unsafe fn fan_out_raw<'b, T: Target>(
             // the bio ends, which waits for this report (counted in
             // `pending`); `report_timed::<T>` matches the context.
             let sent = unsafe {
-                timed.submit(bio, t.dev, sector, t.index, report_timed::<T>, data.as_ptr().cast(), !timed_sent)
+                timed.submit(
+                    bio,
+                    t.dev,
+                    sector,
+                    t.index,
+                    report_timed::<T>,
+                    data.as_ptr().cast(),
+                    !timed_sent,
+                )
             };
             timed_sent |= sent.is_ok();
             if let Err(outcome) = sent {
@@ -242,7 +251,12 @@ pub(super) unsafe fn fan_out_raw<'b, T: Target>(
         // by `t.dev`; the bio set outlives every clone (it belongs to the
         // target, which is idle before it is destroyed).
         let clone = unsafe {
-            bindings::bio_alloc_clone(t.dev.raw_bdev(), bio.as_ptr(), bindings::GFP_NOIO, t.set.raw())
+            bindings::bio_alloc_clone(
+                t.dev.raw_bdev(),
+                bio.as_ptr(),
+                bindings::GFP_NOIO,
+                t.set.raw(),
+            )
         };
         let Some(clone) = NonNull::new(clone) else {
             st.failed.fetch_or(bit, Ordering::Relaxed);

@@ -64,12 +64,20 @@ fn legs_in(legs: &[Leg], mask: u32) -> impl Iterator<Item = (u32, &Leg)> {
 
 /// The legs with late I/Os (see [`Leg::late`]).
 pub(super) fn late_legs(legs: &[Leg]) -> u32 {
-    mask_of(legs_in(legs, u32::MAX).filter(|(_, l)| l.late() != 0).map(|(i, _)| i))
+    mask_of(
+        legs_in(legs, u32::MAX)
+            .filter(|(_, l)| l.late() != 0)
+            .map(|(i, _)| i),
+    )
 }
 
 /// The legs in `mask`, as fan-out targets; those in `timed` get timed
 /// copies if `io_timeout` is set.
-pub(super) fn leg_targets(legs: &[Leg], mask: u32, timed: u32) -> impl Iterator<Item = FanTarget<'_>> {
+pub(super) fn leg_targets(
+    legs: &[Leg],
+    mask: u32,
+    timed: u32,
+) -> impl Iterator<Item = FanTarget<'_>> {
     legs_in(legs, mask).map(move |(i, leg)| FanTarget {
         dev: &leg.dev,
         set: &leg.clones,
@@ -101,7 +109,10 @@ pub(super) fn read_done(legs: &[Leg], pb: &PerBio) {
 /// `others` (see [`MirrorState::read_legs`]), the one with the fewest reads in
 /// flight; the primary on a tie (at queue depth 1 every read goes to it).
 pub(super) fn pick_read_leg(legs: &[Leg], primary: u32, others: u32) -> u32 {
-    let in_flight = |l: u32| legs.get(l as usize).map_or(u32::MAX, |l| l.reading.load(Ordering::Relaxed));
+    let in_flight = |l: u32| {
+        legs.get(l as usize)
+            .map_or(u32::MAX, |l| l.reading.load(Ordering::Relaxed))
+    };
     let mut best = (in_flight(primary), primary);
     for l in legs_of(others) {
         let n = in_flight(l);
@@ -118,7 +129,11 @@ pub(super) fn pick_read_leg(legs: &[Leg], primary: u32, others: u32) -> u32 {
 /// to it as a secondary (before a failover or switchover) are in flight
 /// or late: an untimed write must not be overtaken by one of them, and a
 /// timed one is refused while one is late.
-pub(super) fn write_targets(legs: &[Leg], logged: u32, primary: u32) -> impl Iterator<Item = FanTarget<'_>> {
+pub(super) fn write_targets(
+    legs: &[Leg],
+    logged: u32,
+    primary: u32,
+) -> impl Iterator<Item = FanTarget<'_>> {
     let p = legs.get(primary as usize);
     let p_timed = p.is_some_and(|l| l.timed.as_ref().is_some_and(|t| t.busy() || l.late() != 0));
     let untimed = if p_timed { 0 } else { 1u32 << primary };
@@ -128,8 +143,14 @@ pub(super) fn write_targets(legs: &[Leg], logged: u32, primary: u32) -> impl Ite
 /// Sends a write to its legs: discard only to legs that support it
 /// (discard promises nothing about the data, so a leg that cannot discard
 /// is left as it is and stays in sync).
-pub(super) fn targets_for(legs: &[Leg], kind: BioKind, logged: u32, primary: u32) -> impl Iterator<Item = FanTarget<'_>> {
-    write_targets(legs, logged, primary).filter(move |t| kind.op != Op::Discard || t.dev.supports_discard())
+pub(super) fn targets_for(
+    legs: &[Leg],
+    kind: BioKind,
+    logged: u32,
+    primary: u32,
+) -> impl Iterator<Item = FanTarget<'_>> {
+    write_targets(legs, logged, primary)
+        .filter(move |t| kind.op != Op::Discard || t.dev.supports_discard())
 }
 
 /// Flushes every leg that gets writes, before intent bits are cleared. A
@@ -162,7 +183,8 @@ pub(super) fn flush_legs(mirror: &MirrorState, legs: &[Leg]) -> Result {
         }
     }
     // The timed ones all at once: dead legs cost one timeout, not one each.
-    let timed = legs_in(legs, !logged & !(1 << primary)).filter_map(|(i, leg)| leg.timed.as_ref().map(|t| (t, &leg.dev, i)));
+    let timed = legs_in(legs, !logged & !(1 << primary))
+        .filter_map(|(i, leg)| leg.timed.as_ref().map(|t| (t, &leg.dev, i)));
     let (failed, timed_out) = flush_many(timed);
     if failed != 0 {
         mirror.note_failed(failed);
@@ -210,7 +232,10 @@ fn open_error(e: Error) -> &'static str {
 }
 
 /// Opens the table line's devices and checks them against each other.
-pub(super) fn open_devices(ti: &mut TargetCtx<'_>, t: &TableArgs<'_>) -> Result<(Dev, KVec<Leg>), CtrError> {
+pub(super) fn open_devices(
+    ti: &mut TargetCtx<'_>,
+    t: &TableArgs<'_>,
+) -> Result<(Dev, KVec<Leg>), CtrError> {
     let metadata = ti.get_device(t.metadata).map_err(|e| {
         crate::dm_err!(
             "cannot open metadata device '{}': {} ({})",

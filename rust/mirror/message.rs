@@ -111,7 +111,10 @@ impl Fracture {
                         self.legs[leg as usize].dev.name()
                     );
                     // A recovery stopped by its read errors starts again.
-                    self.recovery.kick(&self.rec_waker, self.mirror.recovering.load(Ordering::SeqCst));
+                    self.recovery.kick(
+                        &self.rec_waker,
+                        self.mirror.recovering.load(Ordering::SeqCst),
+                    );
                     self.mirror.raise_event();
                     Ok(())
                 }
@@ -210,7 +213,10 @@ impl Fracture {
                     return Err(EINVAL);
                 }
                 let regions = self.mirror.geometry().nr_regions();
-                match self.recovery.start_verify(&self.rec_waker, legs, regions, check) {
+                match self
+                    .recovery
+                    .start_verify(&self.rec_waker, legs, regions, check)
+                {
                     Ok(()) => Ok(()),
                     Err(VerifyRefused::Running(p)) => {
                         crate::dm_err!(
@@ -268,7 +274,12 @@ impl Fracture {
                 );
                 // Host reads sent to each leg, leg 0 first.
                 for (i, l) in self.legs.iter().enumerate() {
-                    let _ = write!(out, "{}{}", if i == 0 { " reads=" } else { "," }, get(&l.reads));
+                    let _ = write!(
+                        out,
+                        "{}{}",
+                        if i == 0 { " reads=" } else { "," },
+                        get(&l.reads)
+                    );
                 }
                 Ok(())
             }

@@ -41,8 +41,8 @@ mod status;
 mod target;
 mod threads;
 
-use crate::dm::kthread::{KThread, Waker};
 use crate::dm::held::HeldBio;
+use crate::dm::kthread::{KThread, Waker};
 use crate::table::Features;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;

@@ -41,7 +41,9 @@ impl Fracture {
             write!(out, " {}/{}", regions.saturating_sub(st.counts[i]), regions)?;
         }
         let recovering = self.mirror.recovering.load(Ordering::Acquire);
-        let left: u64 = legs_of(recovering & all_legs(n as u32)).map(|i| st.counts[i as usize]).sum();
+        let left: u64 = legs_of(recovering & all_legs(n as u32))
+            .map(|i| st.counts[i as usize])
+            .sum();
         let done = st.recovered;
         let intent = st.intent_count;
         drop(st);
@@ -50,7 +52,11 @@ impl Fracture {
             out.write_str("idle")?;
         } else {
             let stalled = self.recovery.stalled.load(Ordering::Acquire) & recovering;
-            out.write_str(if stalled != 0 { "stalled:" } else { "recovering:" })?;
+            out.write_str(if stalled != 0 {
+                "stalled:"
+            } else {
+                "recovering:"
+            })?;
             write_leg_list(out, recovering, n)?;
             write!(out, ":{}/{}", done, done + left)?;
         }
@@ -71,7 +77,11 @@ impl Fracture {
         };
         write!(out, " {}:", state)?;
         write_leg_list(out, v.legs, n)?;
-        write!(out, ":{}/{}:{}:{}", v.done, v.total, v.mismatches, v.skipped)
+        write!(
+            out,
+            ":{}/{}:{}:{}",
+            v.done, v.total, v.mismatches, v.skipped
+        )
     }
 
     /// The table line, devices as `major:minor`.

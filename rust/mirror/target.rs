@@ -5,17 +5,18 @@
 //! resume, and the devices it uses.
 
 use super::legs::{
-    flush_legs, late_legs, open_devices, pick_read_leg, read_done, start_read, targets_for, write_targets, TIMED_MAX_SECTORS,
+    flush_legs, late_legs, open_devices, pick_read_leg, read_done, start_read, targets_for,
+    write_targets, TIMED_MAX_SECTORS,
 };
 use super::metadata::MirrorState;
 use super::recovery::{recovery_thread, Recovery};
 use super::threads::{metadata_thread, read_thread, MetaThread, ReadThread};
 use super::{Fracture, PerBio};
 use crate::dm::bio::{BioKind, BlkStatus, Op};
-use crate::dm::kthread::KThread;
-use crate::dm::status::{Emitter, StatusType};
 use crate::dm::fanout::{MapBio, MapResult};
 use crate::dm::held::HeldBio;
+use crate::dm::kthread::KThread;
+use crate::dm::status::{Emitter, StatusType};
 use crate::dm::target::{CtrError, DeviceVisitor, Target, TargetCtx};
 use crate::region::Geometry;
 use crate::table::TableArgs;
@@ -56,7 +57,10 @@ impl Target for Fracture {
         if t.features.io_timeout != 0 {
             // A timed copy holds its own pages: keep bios small.
             ti.set_max_io_len(TIMED_MAX_SECTORS).map_err(|e| {
-                crate::dm_err!("cannot cap the I/O size for io_timeout (error {})", e.to_errno());
+                crate::dm_err!(
+                    "cannot cap the I/O size for io_timeout (error {})",
+                    e.to_errno()
+                );
                 CtrError::from(e)
             })?;
         }
@@ -189,7 +193,12 @@ impl Target for Fracture {
                 if start.intent_need != 0 {
                     self.mirror.intent_durable(sector, sectors);
                 }
-                bio.fan_out(targets_for(&self.legs, kind, start.logged, self.mirror.primary()))
+                bio.fan_out(targets_for(
+                    &self.legs,
+                    kind,
+                    start.logged,
+                    self.mirror.primary(),
+                ))
             }
             Op::Other(_) => bio.end(BlkStatus::NOTSUPP),
         }
@@ -229,7 +238,9 @@ impl Target for Fracture {
         }
         pb.failed.store(failed, Ordering::Relaxed);
         if kind.op == Op::Read {
-            self.mirror.failed_reads.push_and_wake(bio, &self.read_waker);
+            self.mirror
+                .failed_reads
+                .push_and_wake(bio, &self.read_waker);
             return;
         }
         // A failed leg (the thread fractures it or fails over), or log bits
@@ -266,7 +277,8 @@ impl Target for Fracture {
     fn postsuspend(&self) {
         // Nothing is in flight: after a flush of the legs every intent bit
         // can go, so a clean shutdown resyncs nothing.
-        self.mirror.settle(true, || flush_legs(&self.mirror, &self.legs));
+        self.mirror
+            .settle(true, || flush_legs(&self.mirror, &self.legs));
         let ok = self.mirror.commit().seq.is_some();
         let left = self.mirror.meta.lock().intent_count;
         if ok && left != 0 {
@@ -311,7 +323,9 @@ impl Target for Fracture {
         // Without an intent log, nothing says which regions writes are in
         // flight to: the metadata says "not clean" before any is sent.
         if self.mirror.no_intent() && !self.mirror.set_clean(false) {
-            crate::dm_err!("resume: cannot mark the metadata in use (nointent): refusing to resume");
+            crate::dm_err!(
+                "resume: cannot mark the metadata in use (nointent): refusing to resume"
+            );
             return Err(EIO);
         }
         // Resuming with the legs present retries the failed ones.

@@ -5,14 +5,16 @@
 //! the bios that waited for it, settles intent bits) and the read-retry
 //! thread (`kfracture_rd`: sends a failed read to another leg).
 
-use super::legs::{flush_fractured, flush_legs, late_legs, leg_targets, start_read, targets_for, Leg};
 use super::legmask::legs_of;
-use super::metadata::{MirrorState};
+use super::legs::{
+    flush_fractured, flush_legs, late_legs, leg_targets, start_read, targets_for, Leg,
+};
+use super::metadata::MirrorState;
 use super::Fracture;
 use crate::dm::bio::BlkStatus;
+use crate::dm::held::{BioStack, HeldBio};
 use crate::dm::kthread::{now_ns, ThreadCtx};
 use crate::dm::log::worth_logging;
-use crate::dm::held::{BioStack, HeldBio};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -120,7 +122,14 @@ pub(super) fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
                 // A leg with late I/O may be about to be fractured (its
                 // timeout not handled yet): never the one to take over.
                 let sent = sent & !late_legs(&t.legs);
-                let f = mirror.write_failed(failed, timed_out, sent, bio.sector(), bio.sectors(), kind.preflush);
+                let f = mirror.write_failed(
+                    failed,
+                    timed_out,
+                    sent,
+                    bio.sector(),
+                    bio.sectors(),
+                    kind.preflush,
+                );
                 pb.need.fetch_max(f.need, Ordering::Relaxed);
                 pb.error.store(!f.ok, Ordering::Relaxed);
                 changed |= f.changed;
@@ -155,7 +164,8 @@ pub(super) fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             mirror.intent_durable(sector, sectors);
             // A leg fractured while the bio was held (a failure, or a
             // split whose message has returned) must not get it.
-            let (logged, need) = mirror.log_late(pb.logged.load(Ordering::Relaxed), sector, sectors);
+            let (logged, need) =
+                mirror.log_late(pb.logged.load(Ordering::Relaxed), sector, sectors);
             pb.need.fetch_max(need, Ordering::Relaxed);
             pb.logged.store(logged, Ordering::Relaxed);
             let kind = bio.kind();
@@ -163,7 +173,8 @@ pub(super) fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
         }
         for bio in batch.take_all() {
             let pb = bio.per_bio();
-            let ok = !pb.error.load(Ordering::Relaxed) && pb.need.load(Ordering::Relaxed) <= committed;
+            let ok =
+                !pb.error.load(Ordering::Relaxed) && pb.need.load(Ordering::Relaxed) <= committed;
             bio.end(if ok { BlkStatus::OK } else { BlkStatus::IOERR });
         }
         if changed {

@@ -21,8 +21,8 @@ use super::fanout::{per_bio_size, MapBio, MapResult, PerBio};
 use super::held::HeldBio;
 use super::status::{Emitter, StatusType};
 use callbacks::{
-    ctr_cb, dtr_cb, end_io_cb, iterate_devices_cb, map_cb, message_cb, postsuspend_cb, preresume_cb, presuspend_cb,
-    presuspend_undo_cb, resume_cb, status_cb,
+    ctr_cb, dtr_cb, end_io_cb, iterate_devices_cb, map_cb, message_cb, postsuspend_cb,
+    preresume_cb, presuspend_cb, presuspend_undo_cb, resume_cb, status_cb,
 };
 use core::ffi::{c_int, c_void};
 use core::marker::PhantomData;

@@ -8,7 +8,9 @@
 
 use super::{MetaState, MirrorState};
 use crate::dm::io::Block;
-use crate::format::{bit_position, fill, next_set_bit, payload, payload_mut, set_bit, test_bit, BITS_PER_BLOCK};
+use crate::format::{
+    bit_position, fill, next_set_bit, payload, payload_mut, set_bit, test_bit, BITS_PER_BLOCK,
+};
 use crate::mirror::legmask::{legs_of, mask_of};
 use core::ops::Range;
 
@@ -148,7 +150,9 @@ impl MirrorState {
         let (idx, bit) = bit_position(region);
         let b = self.block_index(leg, idx);
         let st = self.meta.lock();
-        st.blocks.get(b).is_some_and(|blk| test_bit(payload(blk.bytes()), bit))
+        st.blocks
+            .get(b)
+            .is_some_and(|blk| test_bit(payload(blk.bytes()), bit))
     }
 
     /// The first region set in leg `leg`'s bitmap.
@@ -184,7 +188,10 @@ impl MirrorState {
                     continue;
                 }
                 let which = mask_of(legs_of(legs).filter(|&leg| {
-                    test_bit(payload(st.blocks[self.block_index(leg, idx)].bytes()), found)
+                    test_bit(
+                        payload(st.blocks[self.block_index(leg, idx)].bytes()),
+                        found,
+                    )
                 }));
                 return Some((r, which));
             }

@@ -5,9 +5,9 @@
 //! `verify` is comparing, with the regions discarded since the table was
 //! loaded (not compared).
 
-use crate::mirror::legmask::legs_of;
 use super::{CopySlot, MirrorState, NO_REGION};
 use crate::format::{bit_position, clear_bit, payload_mut, LegState};
+use crate::mirror::legmask::legs_of;
 use core::sync::atomic::Ordering;
 
 /// What [`MirrorState::verify_mismatch`] did.
@@ -83,7 +83,9 @@ impl MirrorState {
             }
         }
         st.recovered += cleared;
-        self.stats.regions_copied.fetch_add(cleared, Ordering::Relaxed);
+        self.stats
+            .regions_copied
+            .fetch_add(cleared, Ordering::Relaxed);
         cleared
     }
 
@@ -132,7 +134,13 @@ impl MirrorState {
     /// leg if it was split, and commits. With `check` (`verify check`)
     /// the same holds for whether the finding counts, but nothing is
     /// marked and no leg split: the primary may be the leg that is wrong.
-    pub(crate) fn verify_mismatch(&self, leg: u32, region: u64, primary: u32, check: bool) -> VerifyMark {
+    pub(crate) fn verify_mismatch(
+        &self,
+        leg: u32,
+        region: u64,
+        primary: u32,
+        check: bool,
+    ) -> VerifyMark {
         let mut st = self.meta.lock();
         if st.sb.primary_leg != primary
             || self.primary_failed.load(Ordering::Acquire)

@@ -118,13 +118,15 @@ impl MirrorState {
     /// on disk: it may be sent, and later writes to its regions need not
     /// wait for them.
     pub(crate) fn intent_durable(&self, sector: u64, sectors: u64) {
-        self.intent.mark_durable(self.geometry.regions_of(sector, sectors));
+        self.intent
+            .mark_durable(self.geometry.regions_of(sector, sectors));
     }
 
     /// Ends what [`MirrorState::begin_write`] started, once the write completed
     /// on every leg it was sent to (or was not sent).
     pub(crate) fn end_write(&self, sector: u64, sectors: u64) {
-        self.intent.end_write(self.geometry.regions_of(sector, sectors));
+        self.intent
+            .end_write(self.geometry.regions_of(sector, sectors));
     }
 
     /// Clears the intent bits of regions no write touched for a whole scan

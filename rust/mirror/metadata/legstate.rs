@@ -5,9 +5,9 @@
 //! recovery; the failures noted from any context for the metadata thread;
 //! and which legs a host read may go to.
 
-use crate::mirror::legmask::{legs_of, mask_of};
 use super::{MetaState, MirrorState};
 use crate::format::LegState;
+use crate::mirror::legmask::{legs_of, mask_of};
 use core::sync::atomic::Ordering;
 
 /// What [`MirrorState::legs_failed_locked`] did.
@@ -88,7 +88,10 @@ impl MirrorState {
             // durable.
             for leg in legs_of(f.logged) {
                 self.fill_leg_locked(&mut st, leg);
-                crate::dm_warn!("leg {} fractured with every region out of sync (nointent)", leg);
+                crate::dm_warn!(
+                    "leg {} fractured with every region out of sync (nointent)",
+                    leg
+                );
             }
         }
         f.changed
@@ -155,7 +158,8 @@ impl MirrorState {
         if f.primary_lost && !flush {
             // Legs that took it now differ from the primary there: a
             // recovering one, or one fractured since it was sent.
-            let out_of_sync = self.recovering.load(Ordering::Relaxed) | self.logged.load(Ordering::Relaxed);
+            let out_of_sync =
+                self.recovering.load(Ordering::Relaxed) | self.logged.load(Ordering::Relaxed);
             let took = sent & !failed & out_of_sync & !(1 << st.sb.primary_leg);
             need = need.max(self.set_bits(&mut st, took, sector, sectors));
         }
@@ -173,7 +177,13 @@ impl MirrorState {
     /// copies in flight (read from it) clear nothing. If no leg can take
     /// over, the primary stays (it is still the best copy) and is marked
     /// failed. The caller logs the failed I/O for the legs in `logged`.
-    fn legs_failed_locked(&self, st: &mut MetaState, legs: u32, exclude: u32, what: &str) -> LegsFailed {
+    fn legs_failed_locked(
+        &self,
+        st: &mut MetaState,
+        legs: u32,
+        exclude: u32,
+        what: &str,
+    ) -> LegsFailed {
         let p = st.sb.primary_leg;
         let mut legs = legs & self.all_legs();
         let mut out = LegsFailed {
@@ -387,7 +397,10 @@ impl MirrorState {
                     // Host writes it took since its last good flush are
                     // covered by no intent bit: every region is marked.
                     self.fill_leg_locked(&mut st, leg);
-                    crate::dm_warn!("leg {} fractured with every region out of sync (nointent)", leg);
+                    crate::dm_warn!(
+                        "leg {} fractured with every region out of sync (nointent)",
+                        leg
+                    );
                 }
             }
         }
@@ -398,7 +411,9 @@ impl MirrorState {
     pub(crate) fn failed_legs(&self) -> u32 {
         let st = self.meta.lock();
         mask_of((0..self.nr_legs).filter(|&l| {
-            l != st.sb.primary_leg && st.sb.leg(l).state == LegState::Fractured && !st.sb.leg(l).split
+            l != st.sb.primary_leg
+                && st.sb.leg(l).state == LegState::Fractured
+                && !st.sb.leg(l).split
         }))
     }
 
@@ -414,7 +429,10 @@ impl MirrorState {
         for leg in 0..self.nr_legs {
             if st.sb.leg(leg).state != LegState::Recovering
                 || st.counts[leg as usize] != 0
-                || st.copying.iter().any(|s| s.active && s.legs & (1 << leg) != 0)
+                || st
+                    .copying
+                    .iter()
+                    .any(|s| s.active && s.legs & (1 << leg) != 0)
             {
                 continue;
             }
@@ -447,9 +465,16 @@ impl MirrorState {
         if self.failure_pending() || self.primary_failed.load(Ordering::Acquire) {
             return 0;
         }
-        let out = self.logged.load(Ordering::SeqCst) | self.recovering.load(Ordering::SeqCst) | 1 << self.primary();
+        let out = self.logged.load(Ordering::SeqCst)
+            | self.recovering.load(Ordering::SeqCst)
+            | 1 << self.primary();
         let legs = self.readable.load(Ordering::SeqCst) & self.all_legs() & !out;
-        if legs == 0 || self.geometry.regions_of(sector, sectors).any(|r| self.was_discarded(r)) {
+        if legs == 0
+            || self
+                .geometry
+                .regions_of(sector, sectors)
+                .any(|r| self.was_discarded(r))
+        {
             return 0;
         }
         legs
@@ -464,7 +489,10 @@ impl MirrorState {
     pub(crate) fn in_sync_secondaries(&self, legs: u32) -> u32 {
         let st = self.meta.lock();
         let p = st.sb.primary_leg;
-        mask_of(legs_of(legs & self.all_legs()).filter(|&l| l != p && st.sb.leg(l).state == LegState::InSync))
+        mask_of(
+            legs_of(legs & self.all_legs())
+                .filter(|&l| l != p && st.sb.leg(l).state == LegState::InSync),
+        )
     }
 
     /// The state of leg `leg`, and whether it is the primary.

@@ -51,14 +51,14 @@ mod store;
 pub(crate) use copies::VerifyMark;
 pub(crate) use legstate::Refused;
 
-use crate::mirror::legmask::all_legs;
 use super::Fracture;
 use crate::dm::device::Dev;
-use crate::dm::io::{Block, IoClient};
 use crate::dm::held::BioStack;
+use crate::dm::io::{Block, IoClient};
 use crate::dm::target::EventRaiser;
 use crate::format::{Layout, Superblock};
 use crate::intent::IntentTracker;
+use crate::mirror::legmask::all_legs;
 use crate::region::Geometry;
 use crate::table::MAX_LEGS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

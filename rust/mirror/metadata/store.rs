@@ -4,20 +4,20 @@
 //! loading and checking it into memory, and committing what changed. The
 //! only place that reads or writes the metadata device.
 
+use super::COPY_SLOTS;
 use super::{CopySlot, MetaState, MirrorState, Stats, NO_REGION};
-use crate::mirror::legmask::{legs_of, mask_of};
 use crate::dm::device::Dev;
-use crate::dm::io::{random_bytes, Block, IoClient};
 use crate::dm::held::BioStack;
+use crate::dm::io::{random_bytes, Block, IoClient};
 use crate::dm::target::{CtrError, EventRaiser};
 use crate::format::{
     count_ones, format_block, is_zero, padding_clear, payload, seal, verify, BlockType, Layout,
     LegState, PrimaryCheck, Superblock, FLAG_CLEAN, SECTORS_PER_BLOCK,
 };
 use crate::intent::{words_for, IntentTracker, WRITE_BUCKETS};
+use crate::mirror::legmask::{legs_of, mask_of};
 use crate::region::Geometry;
 use crate::table::MAX_LEGS;
-use super::COPY_SLOTS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::alloc::KVVec;
 use kernel::c_str;
@@ -140,8 +140,14 @@ impl MirrorState {
         for _ in 0..WRITE_BUCKETS {
             buckets.push(AtomicU32::new(0), GFP_KERNEL)?;
         }
-        let intent = IntentTracker::new(bitmap()?, bitmap()?, bitmap()?, buckets, geometry.nr_regions())
-            .map_err(|_| EINVAL)?;
+        let intent = IntentTracker::new(
+            bitmap()?,
+            bitmap()?,
+            bitmap()?,
+            buckets,
+            geometry.nr_regions(),
+        )
+        .map_err(|_| EINVAL)?;
         let discarded = bitmap()?;
         let mirror = Arc::pin_init(
             pin_init!(Self {
@@ -369,14 +375,23 @@ impl MirrorState {
         if which == self.nr_legs {
             (self.layout.intent_block(idx), BlockType::IntentBitmap)
         } else {
-            (self.layout.fracture_block(which, idx), BlockType::FractureBitmap)
+            (
+                self.layout.fracture_block(which, idx),
+                BlockType::FractureBitmap,
+            )
         }
     }
 
     /// Reads and checks block `idx` of bitmap `which` (a leg's fracture
     /// bitmap, or `nr_legs` for the intent bitmap) through `buf` into its
     /// place in memory, clean. Returns its set bits.
-    fn load_bitmap_block(&self, which: u32, idx: u64, uuid: &[u8; 16], buf: &mut Block) -> Result<u64, LoadError> {
+    fn load_bitmap_block(
+        &self,
+        which: u32,
+        idx: u64,
+        uuid: &[u8; 16],
+        buf: &mut Block,
+    ) -> Result<u64, LoadError> {
         let (nr, kind) = self.disk_block(which, idx);
         read_verified(&self.io, &self.dev, nr, kind, uuid, buf)?;
         if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
@@ -403,7 +418,12 @@ impl MirrorState {
     /// secondary's fracture bitmap (in-sync legs start recovering), and
     /// the intent bitmap is emptied. `sb` and `counts` are the ones being
     /// loaded.
-    fn intent_to_legs(&self, st: &mut MetaState, sb: &mut Superblock, counts: &mut [u64; MAX_LEGS]) {
+    fn intent_to_legs(
+        &self,
+        st: &mut MetaState,
+        sb: &mut Superblock,
+        counts: &mut [u64; MAX_LEGS],
+    ) {
         st.counts = *counts;
         let p = sb.primary_leg;
         for leg in legs_of(self.all_legs() & !(1 << p)) {

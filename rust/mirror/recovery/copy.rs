@@ -9,9 +9,9 @@ use super::{Recovery, Worker, BUSY_SLOTS, IDLE_PASS_MS, LATE_POLL_MS};
 use crate::dm::device::Dev;
 use crate::dm::kcopyd::CopyJob;
 use crate::dm::kthread::{now_ns, Waker};
-use crate::mirror::legs::late_legs;
 use crate::mirror::legmask::legs_of;
-use crate::mirror::metadata::{COPY_SLOTS};
+use crate::mirror::legs::late_legs;
+use crate::mirror::metadata::COPY_SLOTS;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What a kcopyd copy reports to.
@@ -65,7 +65,10 @@ impl<'a> Worker<'a> {
                 // stays and the region is copied again from the new one.
                 ok = 0;
             } else if job.read_failed.load(Ordering::Relaxed) {
-                mirror.stats.copy_read_errors.fetch_add(1, Ordering::Relaxed);
+                mirror
+                    .stats
+                    .copy_read_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 let legs = copy.legs & !self.r.stalled.fetch_or(copy.legs, Ordering::SeqCst);
                 if legs != 0 {
                     crate::dm_err!(
@@ -79,7 +82,10 @@ impl<'a> Worker<'a> {
             }
             let wf = job.write_failed.load(Ordering::Relaxed);
             if wf != 0 {
-                mirror.stats.copy_write_errors.fetch_add(1, Ordering::Relaxed);
+                mirror
+                    .stats
+                    .copy_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 // Bit i of `wf` is the i-th leg of the copy, lowest first.
                 for (i, leg) in legs_of(copy.legs).enumerate() {
                     if wf & (1 << i) != 0 {
@@ -156,7 +162,8 @@ impl<'a> Worker<'a> {
             let left = self.next_probe_ns.saturating_sub(now_ns()) / 1_000_000;
             min_timeout(u32::try_from(left).unwrap_or(u32::MAX).max(1));
         }
-        let legs = mirror.recovering.load(Ordering::SeqCst) & !self.r.stalled.load(Ordering::SeqCst);
+        let legs =
+            mirror.recovering.load(Ordering::SeqCst) & !self.r.stalled.load(Ordering::SeqCst);
         // A leg with late timed I/Os (`io_timeout`) gets no copy until they
         // are done: a late write landing after a copy would undo it. Look
         // again soon.

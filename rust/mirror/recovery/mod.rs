@@ -178,20 +178,22 @@ pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
     let Some(waker) = ctx.waker() else {
         return;
     };
-    let kc = KVec::with_capacity(COPY_SLOTS, GFP_KERNEL).map_err(Error::from).and_then(|mut jobs| {
-        for _ in 0..COPY_SLOTS {
-            jobs.push(
-                Job {
-                    done: AtomicBool::new(false),
-                    read_failed: AtomicBool::new(false),
-                    write_failed: AtomicU64::new(0),
-                    waker,
-                },
-                GFP_KERNEL,
-            )?;
-        }
-        Kcopyd::new(jobs)
-    });
+    let kc = KVec::with_capacity(COPY_SLOTS, GFP_KERNEL)
+        .map_err(Error::from)
+        .and_then(|mut jobs| {
+            for _ in 0..COPY_SLOTS {
+                jobs.push(
+                    Job {
+                        done: AtomicBool::new(false),
+                        read_failed: AtomicBool::new(false),
+                        write_failed: AtomicU64::new(0),
+                        waker,
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+            Kcopyd::new(jobs)
+        });
     let (kc, probe_buf) = match (kc, Block::new()) {
         (Ok(kc), Ok(b)) => (kc, b),
         _ => {

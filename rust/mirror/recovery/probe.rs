@@ -5,8 +5,8 @@
 
 use super::Worker;
 use crate::dm::kthread::now_ns;
-use crate::mirror::legs::late_legs;
 use crate::mirror::legmask::legs_of;
+use crate::mirror::legs::late_legs;
 use core::sync::atomic::Ordering;
 
 impl Worker<'_> {

@@ -9,9 +9,9 @@ use super::{Recovery, Worker};
 use crate::dm::io::{Block, MAX_BUFFER_BYTES};
 use crate::dm::kthread::{now_ns, yield_cpu, ThreadCtx, Waker};
 use crate::format::LegState;
-use crate::mirror::legs::{flush_fractured, late_legs};
 use crate::mirror::legmask::{legs_of, mask_of};
-use crate::mirror::metadata::{VerifyMark};
+use crate::mirror::legs::{flush_fractured, late_legs};
+use crate::mirror::metadata::VerifyMark;
 use core::sync::atomic::Ordering;
 
 /// Bytes `verify` reads from each leg at a time.
@@ -178,7 +178,8 @@ impl<'a> Worker<'a> {
             Some(run) if run.generation == progress.generation => run,
             _ => {
                 let name = progress.name();
-                let (Ok(ours), Ok(theirs)) = (Block::with_len(VERIFY_CHUNK), Block::with_len(VERIFY_CHUNK))
+                let (Ok(ours), Ok(theirs)) =
+                    (Block::with_len(VERIFY_CHUNK), Block::with_len(VERIFY_CHUNK))
                 else {
                     crate::dm_err!("{}: out of memory; {} stopped", name, name);
                     self.end_verify(progress.generation, VerifyState::Cancelled);
@@ -229,7 +230,10 @@ impl<'a> Worker<'a> {
         // Legs still compared: in sync, or split by this verify and still
         // fractured (their clear bits are compared on).
         let keep = mirror.in_sync_secondaries(run.legs)
-            | mask_of(legs_of(run.split & run.legs).filter(|&l| mirror.leg_state(l).0 == LegState::Fractured));
+            | mask_of(
+                legs_of(run.split & run.legs)
+                    .filter(|&l| mirror.leg_state(l).0 == LegState::Fractured),
+            );
         if keep != run.legs {
             crate::dm_warn!(
                 "{}: legs {:#x} left sync (or were rejoined) at region {}: not compared further",
@@ -320,7 +324,10 @@ impl<'a> Worker<'a> {
                 let count = chunk.min(range.end - sector);
                 let bytes = (count * 512) as usize;
                 let source = &r.legs[run.primary as usize].dev;
-                if r.io.read_part(source, sector, &mut run.ours, bytes).is_err() {
+                if r.io
+                    .read_part(source, sector, &mut run.ours, bytes)
+                    .is_err()
+                {
                     primary_unread = true;
                     break;
                 }
