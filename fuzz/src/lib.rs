@@ -470,9 +470,10 @@ fn check_primary(s: &mut Superblock, dirty: u32) {
 }
 
 /// What the kernel does to the superblock it loads at activation (see
-/// `rust/mirror/metadata.rs`, and `fracturectl check`'s forecast of it):
-/// legs with bits leave the in-sync set, the primary is checked, and after
-/// an unclean shutdown every secondary gets the intent log's regions.
+/// `MirrorState::load` in `rust/mirror/metadata/store.rs`, and `fracturectl
+/// check`'s forecast of it): legs with bits leave the in-sync set, the
+/// primary is checked, and after an unclean shutdown every secondary gets
+/// the intent log's regions.
 fn activate(s: &mut Superblock, dirty: u32, intent: bool) {
     let all = (1u32 << s.nr_legs) - 1;
     let mut dirty = dirty & all;

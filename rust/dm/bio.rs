@@ -34,8 +34,6 @@ pub enum Op {
     Write,
     /// `REQ_OP_DISCARD`.
     Discard,
-    /// `REQ_OP_SECURE_ERASE`.
-    SecureErase,
     /// `REQ_OP_WRITE_ZEROES`.
     WriteZeroes,
     /// Anything else (zone operations, driver-private ones).
@@ -48,7 +46,6 @@ impl Op {
             bindings::req_op_REQ_OP_READ => Self::Read,
             bindings::req_op_REQ_OP_WRITE => Self::Write,
             bindings::req_op_REQ_OP_DISCARD => Self::Discard,
-            bindings::req_op_REQ_OP_SECURE_ERASE => Self::SecureErase,
             bindings::req_op_REQ_OP_WRITE_ZEROES => Self::WriteZeroes,
             other => Self::Other(other),
         }

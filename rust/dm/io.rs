@@ -67,7 +67,15 @@ impl IoClient {
         NonNull::new(c).map(|client| Self { client }).ok_or(ENOMEM)
     }
 
-    fn io(&self, dev: &Dev, sector: u64, buf: *mut u8, len: usize, write: bool, fua: bool) -> Result {
+    fn io(
+        &self,
+        dev: &Dev,
+        sector: u64,
+        buf: *mut u8,
+        len: usize,
+        write: bool,
+        fua: bool,
+    ) -> Result {
         // SAFETY: `buf` is a kmalloc'ed buffer of `len` bytes (a multiple of
         // 512, at most `MAX_BUFFER_BYTES`) that the caller borrows for the
         // whole (synchronous) call; the device is held open by `dev`; the
@@ -107,7 +115,14 @@ impl IoClient {
     pub fn write(&self, dev: &Dev, sector: u64, block: &Block, fua: bool) -> Result {
         // dm-io does not write to the buffer of a write; the cast only
         // satisfies the shared read/write signature.
-        self.io(dev, sector, block.0.as_ptr().cast_mut(), block.0.len(), true, fua)
+        self.io(
+            dev,
+            sector,
+            block.0.as_ptr().cast_mut(),
+            block.0.len(),
+            true,
+            fua,
+        )
     }
 }
 

@@ -54,7 +54,11 @@ unsafe impl<J: CopyJob + Send> Sync for Kcopyd<'_, J> {}
 /// the job) is alive until every callback has returned.
 // `c_ulong` is `u64` only on 64-bit targets.
 #[allow(clippy::useless_conversion)]
-unsafe extern "C" fn copy_done<J: CopyJob>(read_err: c_int, write_err: c_ulong, context: *mut c_void) {
+unsafe extern "C" fn copy_done<J: CopyJob>(
+    read_err: c_int,
+    write_err: c_ulong,
+    context: *mut c_void,
+) {
     // SAFETY: see the function's safety section.
     let job = unsafe { &*context.cast::<J>() };
     job.done(read_err != 0, u64::from(write_err));
@@ -82,7 +86,14 @@ impl<'d, J: CopyJob> Kcopyd<'d, J> {
     /// each of `to` (1..=[`MAX_DESTS`] devices); `jobs()[job]` is told the
     /// result, possibly before this returns. Never sleeps for long (kcopyd
     /// queues the work).
-    pub fn copy(&self, job: usize, from: &'d Dev, sector: u64, sectors: u64, to: &[&'d Dev]) -> Result {
+    pub fn copy(
+        &self,
+        job: usize,
+        from: &'d Dev,
+        sector: u64,
+        sectors: u64,
+        to: &[&'d Dev],
+    ) -> Result {
         let j = self.jobs.get(job).ok_or(EINVAL)?;
         if to.is_empty() || to.len() > MAX_DESTS || sectors == 0 {
             return Err(EINVAL);

@@ -2,7 +2,8 @@
 
 //! Kernel log lines in device-mapper's style: `device-mapper: fracture: ...`.
 //!
-//! Use the [`dm_err!`], [`dm_warn!`] and [`dm_info!`] macros. A line is
+//! Use the [`dm_err!`], [`dm_warn!`] and [`dm_info!`] macros, and
+//! [`worth_logging`] to thin out a message that may repeat without end. A line is
 //! formatted into a bounded stack buffer (longer lines are cut), so logging
 //! never allocates and may be used in any context.
 
@@ -50,6 +51,13 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     // SAFETY: `buf` is valid for `len` bytes and `fracture_log` only reads
     // that many; it does not keep the pointer.
     unsafe { bindings::fracture_log(level as i32, line.buf.as_ptr().cast(), line.len) };
+}
+
+/// Whether occurrence `n` (counted from 0) of a message that may repeat
+/// without end is logged: the first ten, then ever more rarely (at powers
+/// of two), so that a failing disk does not flood the log.
+pub fn worth_logging(n: u64) -> bool {
+    n < 10 || n.is_power_of_two()
 }
 
 /// Logs an error: `device-mapper: fracture: <message>`.

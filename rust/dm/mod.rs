@@ -11,6 +11,8 @@
 pub mod bindings;
 pub mod bio;
 pub mod device;
+pub mod fanout;
+pub mod held;
 pub mod io;
 pub mod kcopyd;
 pub mod kthread;

@@ -33,6 +33,7 @@ use super::bindings;
 use super::bio::BioSet;
 use super::device::{Dev, DevT};
 use super::kthread::sleep_ms;
+use super::log::worth_logging;
 use core::ffi::c_void;
 use core::ptr::{addr_of_mut, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -67,7 +68,9 @@ impl Deadline {
     fn after_ms(ms: u32) -> Self {
         // SAFETY: both helpers take no arguments that could be invalid and
         // have no preconditions; they only read `jiffies` and compute.
-        Self(unsafe { bindings::fracture_jiffies().wrapping_add(bindings::fracture_msecs_to_jiffies(ms)) })
+        Self(unsafe {
+            bindings::fracture_jiffies().wrapping_add(bindings::fracture_msecs_to_jiffies(ms))
+        })
     }
 
     /// Whether it has come (`time_after_eq`, so that jiffies may wrap).
@@ -301,7 +304,8 @@ pub fn flush_many<'a>(items: impl Iterator<Item = (&'a TimedSet, &'a Dev, u32)>)
         // for below before `w` goes away.
         // Process context, outside `submit_bio`: each flush is on its way
         // before the next is allocated, so waiting for memory is allowed.
-        if let Err(outcome) = unsafe { set.send(dev, opf, 0, None, 0, index, report_to_waiter, ctx, true) } {
+        let sent = unsafe { set.send(dev, opf, 0, None, 0, index, report_to_waiter, ctx, true) };
+        if let Err(outcome) = sent {
             w.note(index, outcome);
             // Not the last: the bias is held.
             w.pending.fetch_sub(1, Ordering::AcqRel);
@@ -382,12 +386,30 @@ impl TimedSet {
     ) -> Result<(), Outcome> {
         let s = src.as_ptr();
         // SAFETY: `src` is live (the caller's promise).
-        let (opf, size, op) = unsafe { ((*s).bi_opf, (*s).bi_iter.bi_size, bindings::fracture_bio_op(s)) };
+        let (opf, size, op) = unsafe {
+            (
+                (*s).bi_opf,
+                (*s).bi_iter.bi_size,
+                bindings::fracture_bio_op(s),
+            )
+        };
         // Completed by interrupt, like the clones of a fan-out.
         let opf = opf & !bindings::REQ_POLLED;
         let data = op == bindings::req_op_REQ_OP_WRITE && size != 0;
         // SAFETY: as above.
-        unsafe { self.send(dev, opf, size, data.then_some(src), sector, index, report, ctx, may_wait) }
+        unsafe {
+            self.send(
+                dev,
+                opf,
+                size,
+                data.then_some(src),
+                sector,
+                index,
+                report,
+                ctx,
+                may_wait,
+            )
+        }
     }
 
     /// Flushes `dev`'s volatile write cache with a timed empty flush and
@@ -431,7 +453,13 @@ impl TimedSet {
         // bios (see `Inner`'s drop); `vecs` is at most BIO_MAX_VECS, so it
         // fits in a u16; GFP_NOWAIT never sleeps.
         let bio = NonNull::new(unsafe {
-            bindings::bio_alloc_bioset(dev.raw_bdev(), vecs as u16, opf, bindings::GFP_NOWAIT, inner.bs.raw())
+            bindings::bio_alloc_bioset(
+                dev.raw_bdev(),
+                vecs as u16,
+                opf,
+                bindings::GFP_NOWAIT,
+                inner.bs.raw(),
+            )
         })?;
         let b = bio.as_ptr();
         if let Some(src) = data {
@@ -440,9 +468,11 @@ impl TimedSet {
                 let len = left.min(PAGE_SIZE as u32);
                 // SAFETY: a page pool; the allocation does not sleep.
                 let page = unsafe { bindings::fracture_page_pool_alloc(pool) };
-                // SAFETY: `b` is ours, with room for `nr_pages` vecs; the
-                // page is ours and at least `len` long.
-                if page.is_null() || unsafe { bindings::bio_add_page(b, page, len, 0) } != len as i32 {
+                if page.is_null()
+                    // SAFETY: `b` is ours, with room for `nr_pages` vecs; the
+                    // page is ours and at least `len` long.
+                    || unsafe { bindings::bio_add_page(b, page, len, 0) } != len as i32
+                {
                     // SAFETY: pages added so far came from `pool`; the bio
                     // was never submitted; a page not added goes back.
                     unsafe {
@@ -514,7 +544,7 @@ impl TimedSet {
             let deadline = deadline.get_or_insert_with(|| Deadline::after_ms(inner.timeout_ms));
             if !may_wait || deadline.passed() || late_ios(devt) != 0 {
                 let n = inner.no_memory.fetch_add(1, Ordering::Relaxed);
-                if n < 10 || n.is_power_of_two() {
+                if worth_logging(n) {
                     crate::dm_warn!(
                         "no memory for a timed I/O of {} bytes in time ({} so far): counted as timed out",
                         size,
@@ -594,10 +624,17 @@ unsafe extern "C" fn timed_endio(bio: *mut bindings::bio) {
     if unsafe { bindings::timer_delete(r.timer.get()) } != 0 {
         r.refs.fetch_sub(1, Ordering::AcqRel);
     }
-    match r.state.compare_exchange(IN_FLIGHT, DONE, Ordering::AcqRel, Ordering::Acquire) {
+    match r
+        .state
+        .compare_exchange(IN_FLIGHT, DONE, Ordering::AcqRel, Ordering::Acquire)
+    {
         // SAFETY: the first and only report; `ctx` is valid until it.
         Ok(_) => unsafe {
-            (r.report)(r.ctx, r.index, if ok { Outcome::Ok } else { Outcome::Failed })
+            (r.report)(
+                r.ctx,
+                r.index,
+                if ok { Outcome::Ok } else { Outcome::Failed },
+            )
         },
         // Reported as timed out already: only the late count moves (the
         // timer set `slot` before it moved the state).
@@ -624,7 +661,10 @@ unsafe extern "C" fn timer_fired(timer: *mut bindings::timer_list) {
     // of late I/O while this one is, and a completion racing with this one
     // finds the slot to give back.
     r.slot.store(late_begin(r.devt), Ordering::Release);
-    if r.state.compare_exchange(IN_FLIGHT, LATE, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    if r.state
+        .compare_exchange(IN_FLIGHT, LATE, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
         set.timeouts.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the first and only report; `ctx` is valid until it.
         unsafe { (r.report)(r.ctx, r.index, Outcome::TimedOut) };

@@ -112,13 +112,6 @@ void fracture_bioset_free(struct bio_set *bs)
 	kfree(bs);
 }
 
-void fracture_ti_set_flags(struct dm_target *ti, bool flush_supported,
-			   bool discards_supported)
-{
-	ti->flush_supported = flush_supported;
-	ti->discards_supported = discards_supported;
-}
-
 /* Raise a dm event (`dmsetup wait` returns). Sleeps: process context only. */
 void fracture_table_event(struct dm_target *ti)
 {

@@ -49,9 +49,6 @@ struct bio_set *fracture_bioset_alloc(unsigned int pool_size, unsigned int front
 				      bool need_bvecs);
 void fracture_bioset_free(struct bio_set *bs);
 
-void fracture_ti_set_flags(struct dm_target *ti, bool flush_supported,
-			   bool discards_supported);
-
 void fracture_table_event(struct dm_target *ti);
 
 struct task_struct *fracture_kthread_start(int (*fn)(void *), void *data, const char *name);

@@ -144,7 +144,7 @@ impl Analysis {
 
     /// Observations about what activation will do with this metadata,
     /// which are not damage. Mirrors the kernel's load logic
-    /// (`rust/mirror/metadata.rs`).
+    /// (`MirrorState::load` in `rust/mirror/metadata/store.rs`).
     pub fn notes(&self) -> Vec<String> {
         let mut n = Vec::new();
         let mut sb = self.sb;
