@@ -25,15 +25,26 @@ PKGS=(
 
 # Each check captures a tool's output before matching it: under pipefail,
 # `grep -q` closing a pipe early would make a present tool look missing.
-missing=()
-for p in "${PKGS[@]}"; do
-	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
+missing_pkgs() {
+	missing=()
+	for p in "${PKGS[@]}"; do
+		[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+	done
+}
+# Twice: installing one package can remove another that was there (an
+# image with qemu-utils from backports loses it to bookworm's
+# qemu-system-x86), and the second pass puts it back at a matching version.
+updated=
+for pass in 1 2; do
+	missing_pkgs
+	[ "${#missing[@]}" -gt 0 ] || break
 	echo "setup: installing Debian packages: ${missing[*]}"
-	$SUDO apt-get update -q
+	[ -n "$updated" ] || $SUDO apt-get update -q
+	updated=1
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+done
+missing_pkgs
+[ "${#missing[@]}" = 0 ] || { echo "setup: still missing: ${missing[*]}" >&2; exit 1; }
 
 # rust-src is needed by the kernel's Rust build (it builds `core` itself).
 have=$(rustup component list --installed 2>/dev/null || true)
