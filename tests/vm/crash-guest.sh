@@ -30,7 +30,7 @@ RANDOM=$((boot * 7919 + ${FRACTURE_CRASH_SEED:-1}))
 delays=(100 300 1000 5000)
 delay=${delays[RANDOM % 4]}
 table="0 $len fracture $meta $R 3 $prim $s1 $s2 3 nosync intent_delay $delay"
-fresh() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+. "$vm/fresh.sh"
 bits() { python3 "$vm/bitmap.py" "$meta" "$1"; }
 
 if [ "$boot" -gt 0 ]; then

@@ -3,6 +3,7 @@
 set -euo pipefail
 export DM_DISABLE_UDEV=1
 top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$top/tests/vm/fresh.sh"
 export PATH="$top/target/debug:$PATH"
 cd /tmp
 say() { printf '\n\033[1m## %s\033[0m\n' "$*"; }
@@ -52,7 +53,7 @@ say "Every leg holds the same bytes:"
 for d in /dev/mapper/mirror /dev/ram1 /dev/ram2 /dev/ram3; do
 	printf '  %-20s %s\n' "$d" "$(head -c $((32 << 20)) "$d" | md5sum | cut -d' ' -f1)"
 done
-sync; echo 3 >/proc/sys/vm/drop_caches
+fresh
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram2
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram3
 echo "  legs identical"
@@ -73,7 +74,7 @@ say "Split leg 1 on purpose (a point-in-time copy for a backup), keep writing:"
 run dmsetup message mirror 0 fracture 1
 run dd if=/dev/urandom of=/dev/mapper/mirror bs=1M count=1 seek=3 oflag=direct status=none
 run dmsetup status mirror
-sync; echo 3 >/proc/sys/vm/drop_caches
+fresh
 cmp -s -n $((L * 512)) /dev/ram1 /dev/ram2 || echo "  leg 1 keeps its split-time contents; the 1 MiB written since is logged"
 
 say "The log survives the device: remove it and create it again."
@@ -94,7 +95,7 @@ say "Rejoin the split leg 1 too (its point-in-time copy is given up)."
 run dmsetup message mirror 0 rejoin 1
 wait_sync AAA
 run dmsetup message mirror 0 stats
-sync; echo 3 >/proc/sys/vm/drop_caches
+fresh
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram2
 run cmp -n $((L * 512)) /dev/ram1 /dev/ram3
 echo "  every leg is identical to the primary again"
@@ -110,7 +111,7 @@ run dmsetup status mirror
 dmesg | grep 'device-mapper: fracture' | tail -n 1
 say "primary_leg (third field) is 1 now; the old primary, leg 0, is fractured (F)"
 say "with the regions it missed logged. Reads come from leg 1:"
-sync; echo 3 >/proc/sys/vm/drop_caches
+fresh
 run cmp -n $((2 << 20)) /tmp/late -i 0:60M /dev/mapper/mirror
 echo "  the data written after the failure reads back"
 say "Repair the old primary and rejoin it: it comes back as a secondary,"
@@ -120,7 +121,7 @@ run dmsetup load prim --table "0 $L linear /dev/ram1 0"
 run dmsetup resume prim
 run dmsetup message mirror 0 rejoin 0
 wait_sync AAA
-sync; echo 3 >/proc/sys/vm/drop_caches
+fresh
 run cmp -n $((L * 512)) /dev/ram2 /dev/ram1
 run cmp -n $((L * 512)) /dev/ram2 /dev/ram3
 echo "  every leg is identical to the new primary"
@@ -153,7 +154,7 @@ for _ in $(seq 50); do
 done
 run dmsetup message mirror 0 rejoin 2
 wait_sync AAA
-sync; echo 3 >/proc/sys/vm/drop_caches
+fresh
 run cmp -n $((L * 512)) /dev/ram2 /dev/ram3
 echo "  leg 2 is identical to the primary again"
 
@@ -192,7 +193,7 @@ say "regions marked; nothing was repaired in place. rejoin copies them from the"
 say "primary:"
 run dmsetup message mirror 0 rejoin 2
 wait_sync AAA
-sync; echo 3 >/proc/sys/vm/drop_caches
+fresh
 run cmp -n $((L * 512)) /dev/ram2 /dev/ram3
 echo "  leg 2 is identical to the primary again"
 

@@ -3,7 +3,12 @@
 differ over <sectors> sectors.
 
     diffregions.py <dev-a> <dev-b> <sectors> <region_sectors>
+
+Reads with O_DIRECT (what is on the devices, not what the page cache
+holds: nothing to drop first).
 """
+import mmap
+import os
 import sys
 
 
@@ -11,11 +16,28 @@ def main():
     a, b = sys.argv[1], sys.argv[2]
     sectors, region = int(sys.argv[3]), int(sys.argv[4])
     size = region * 512
+    total = sectors * 512
+    # Whole regions per read, about 1 MiB (O_DIRECT: sector multiples, an
+    # aligned buffer).
+    chunk = size * max(1, (1 << 20) // size)
+    fds = [os.open(d, os.O_RDONLY | os.O_DIRECT) for d in (a, b)]
+    bufs = [mmap.mmap(-1, chunk) for _ in fds]
     out = []
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        for r in range((sectors + region - 1) // region):
-            if fa.read(size) != fb.read(size):
-                out.append(r)
+    try:
+        off = 0
+        while off < total:
+            want = min(chunk, total - off)
+            data = []
+            for fd, buf in zip(fds, bufs):
+                n = os.preadv(fd, [memoryview(buf)[:want]], off)
+                data.append(buf[:n])
+            for k in range(0, want, size):
+                if data[0][k:k + size] != data[1][k:k + size]:
+                    out.append((off + k) // size)
+            off += want
+    finally:
+        for fd in fds:
+            os.close(fd)
     print(" ".join(map(str, out)))
 
 

@@ -237,10 +237,8 @@ table_of() {
 
 # Reading a leg directly goes through that leg's own page cache, which
 # writes through the dm device do not update: drop it before every look.
-fresh() {
-	sync
-	echo 3 >/proc/sys/vm/drop_caches
-}
+# fresh: see fresh.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/fresh.sh"
 
 # legs_identical <len-sectors> <primary> <secondary>... : cmp every leg
 # against the primary over the target's length.
@@ -366,13 +364,11 @@ py_run() {
 
 # Regions set in a leg's fracture bitmap on disk: logged_regions <meta> <leg>
 logged_regions() {
-	fresh
 	py_run bitmap.py "$1" "$2"
 }
 
 # Regions where two devices differ: diff_regions <a> <b> <sectors> <region>
 diff_regions() {
-	fresh
 	py_run diffregions.py "$@"
 }
 

@@ -455,7 +455,6 @@ mx_cell() {
 	mx_heal
 	mx_t healed
 	if [ "$w_rc" = 0 ]; then
-		fresh
 		cmp "$MX_PAT" <(dd if=/dev/mapper/mx bs=32k skip=$MX_W count=1 iflag=direct status=none) ||
 			fail "the acknowledged write is not on the mirror"
 	fi

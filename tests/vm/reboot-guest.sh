@@ -25,7 +25,9 @@ insmod "$top/dm_fracture.ko"
 if [ -b /dev/vda ]; then p=/dev/vd; else p=/dev/sd; fi
 disks=("${p}a" "${p}b" "${p}c" "${p}d" "${p}e" "${p}f" "${p}g" "${p}h" "${p}i")
 for d in "${disks[@]}"; do [ -b "$d" ] || { echo "missing $d" | tee "$results/reboot-error"; exit 1; }; done
-bits() { sync; echo 3 >/proc/sys/vm/drop_caches; python3 "$top/tests/vm/bitmap.py" "$1" 1; }
+. "$top/tests/vm/fresh.sh"
+# bitmap.py reads with O_DIRECT.
+bits() { python3 "$top/tests/vm/bitmap.py" "$1" 1; }
 stat_of() { dmsetup message "$1" 0 stats | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 meta=${disks[0]}
@@ -115,8 +117,7 @@ case $phase in
 	echo "$(dmsetup status rc | awk '{ print $5 }') $left $(stat_of rc regions_copied) $(bits "$rc_meta" | wc -w)" \
 		>"$results/reboot-rc-end"
 	dmsetup remove rc
-	sync
-	echo 3 >/proc/sys/vm/drop_caches
+	fresh
 	if cmp -n $((len * 512)) "${disks[4]}" "${disks[5]}"; then
 		echo same >"$results/reboot-rc-cmp"
 	else
