@@ -6,9 +6,12 @@
 set -u
 results=$1
 pattern=${2:-}
-# Optional: a file naming the cases to run (one per line), for run.sh's
-# parallel guests.
+# Optional: a file naming the cases to run (one per line, in that order),
+# and a directory shared with run.sh's other guests: a case runs here only
+# if this guest's mkdir of its name there succeeds (the first guest to get
+# to a case takes it).
 only=${3:-}
+claims=${4:-}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 # Run from a guest-local copy of the tests: the host tree is a 9p mount,
 # and reading a script that changes on the host under bash goes badly.
@@ -40,10 +43,16 @@ command -v fracturectl >/dev/null || { echo "fracturectl not built" >&2; exit 1;
 
 passed=0 failed=0
 : >"$results/cases.log"
-for case in "$vm"/cases/*.sh; do
+if [ -n "$only" ]; then
+	order=$(sed "s|^|$vm/cases/|; s|\$|.sh|" "$only")
+else
+	order=$(ls "$vm"/cases/*.sh)
+fi
+for case in $order; do
 	name=$(basename "$case" .sh)
+	[ -f "$case" ] || continue
 	[ -z "$pattern" ] || [[ "$name" == *$pattern* ]] || continue
-	[ -z "$only" ] || grep -qx "$name" "$only" || continue
+	[ -z "$claims" ] || mkdir "$claims/$name" 2>/dev/null || continue
 	log="$results/$name.log"
 	dmesg -C
 	t0=$(date +%s)
