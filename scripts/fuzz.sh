@@ -9,6 +9,9 @@
 #   scripts/fuzz.sh [EXECS] [TARGET...]     (default: 1000000, every target)
 #
 # Environment:
+#   FUZZ_SECONDS   a time budget instead of a count: each target runs for
+#                  that many seconds, however many inputs that is (make
+#                  check: 20); the executions reached are printed
 #   FUZZ_MAX_TIME  cap on each target's run, in seconds (default 240)
 #   FUZZ_JOBS      targets run at once (default: the number of CPUs)
 #   FUZZ_WORK      corpora, crash inputs and logs
@@ -34,6 +37,12 @@ for t in "${targets[@]}"; do
 	[ -f "fuzz/fuzz_targets/$t.rs" ] || { echo "fuzz: no target $t (fuzz/fuzz_targets/)" >&2; exit 2; }
 done
 max_time=${FUZZ_MAX_TIME:-240}
+budget=${FUZZ_SECONDS:-}
+case $budget in *[!0-9]*) echo "fuzz: FUZZ_SECONDS must be a number of seconds" >&2; exit 2 ;; esac
+if [ -n "$budget" ]; then
+	# libFuzzer: -runs=-1 is no limit; the time is the budget.
+	execs=-1 max_time=$budget
+fi
 jobs=${FUZZ_JOBS:-$(nproc)}
 work=${FUZZ_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/dm-fracture/fuzz}
 target_dir=$top/target/fuzz
@@ -105,7 +114,11 @@ for t in "${targets[@]}"; do
 	total=$((total + n))
 	if [ "$rc" = 0 ]; then
 		note=
-		[ "$n" -ge "$execs" ] || note=" (stopped by FUZZ_MAX_TIME=$max_time before $execs)"
+		if [ -n "$budget" ]; then
+			note=" (time budget FUZZ_SECONDS=$budget)"
+		elif [ "$n" -lt "$execs" ]; then
+			note=" (stopped by FUZZ_MAX_TIME=$max_time before $execs)"
+		fi
 		echo "fuzz $t: $n executions, 0 crashes (${secs} s)$note"
 	else
 		crashes=$((crashes + 1))
