@@ -4,8 +4,9 @@
 #    never in the mirror logic or the shared crate;
 #  - every `unsafe` block has a `// SAFETY:` comment just above it, every
 #    `unsafe fn` a `# Safety` doc section;
-#  - rustfmt: the shared crate, fracturectl and the fuzz targets in the
-#    default style (cargo fmt).
+#  - rustfmt: the module's sources in the kernel's style (rust/.rustfmt.toml,
+#    a copy of the kernel tree's), the shared crate, fracturectl and the
+#    fuzz targets in the default style (cargo fmt).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bad=0
@@ -34,6 +35,14 @@ for f in $(find rust/dm rust/fracturectl/src -name '*.rs' ! -name 'bindings_gene
 done
 
 export PATH="$HOME/.cargo/bin:$PATH"
+# The crate root through stdin: given as a path, rustfmt would follow its
+# #[path] modules into the shared crate (formatted by cargo fmt below).
+mod_files=$(find rust/dm rust/mirror -name '*.rs' ! -name 'bindings_generated.rs')
+if ! rustfmt --check --edition 2021 --config-path rust/.rustfmt.toml $mod_files >/dev/null 2>&1 ||
+	! rustfmt --check --edition 2021 --config-path rust/.rustfmt.toml <rust/fracture.rs >/dev/null 2>&1; then
+	echo "lint: the module's sources are not rustfmt-clean (rustfmt --edition 2021 --config-path rust/.rustfmt.toml <file>)"
+	bad=1
+fi
 if ! cargo fmt --check -p fracture-core -p fracturectl >/dev/null 2>&1 ||
 	! (cd fuzz && cargo fmt --check >/dev/null 2>&1); then
 	echo "lint: not rustfmt-clean (cargo fmt -p fracture-core -p fracturectl; cd fuzz && cargo fmt)"
