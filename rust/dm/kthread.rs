@@ -9,6 +9,8 @@ use core::ptr::NonNull;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::Arc;
+use kernel::task::Task;
+use kernel::types::ARef;
 
 /// What a thread runs: `f(state, ctx)`, which should return once
 /// [`ThreadCtx::should_stop`] is true.
@@ -29,13 +31,11 @@ impl ThreadCtx {
         unsafe { bindings::fracture_kthread_should_stop() }
     }
 
-    /// A waker for this thread, for work it hands out and waits for. The
-    /// thread must not return while such work can still use it.
-    /// (`None` cannot happen: a running thread has a task.)
-    pub fn waker(&self) -> Option<Waker> {
-        // SAFETY: `current` is this kthread, alive while it runs.
-        let task = unsafe { bindings::fracture_current() };
-        NonNull::new(task).map(|task| Waker { task })
+    /// A waker for this thread, for work it hands out and waits for.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            task: ARef::from(kernel::current!()),
+        }
     }
 
     /// Sleeps until `ready()` is true, the thread is woken and `ready()`
@@ -85,23 +85,18 @@ pub fn sleep_ms(ms: u32) {
 
 /// Wakes a [`KThread`] from any context, including interrupts.
 ///
-/// Invariant: `task` is the thread of a live `KThread`; the owner of the
-/// `KThread` ensures no `Waker` is used after dropping it.
-#[derive(Clone, Copy)]
+/// Sound however long it is kept: it holds a reference to the thread's
+/// task (`ARef<Task>`), so the `task_struct` stays valid; waking a task
+/// that has exited does nothing.
+#[derive(Clone)]
 pub struct Waker {
-    task: NonNull<bindings::task_struct>,
+    task: ARef<Task>,
 }
-
-// SAFETY: `wake_up_process` may be called from any thread and context.
-unsafe impl Send for Waker {}
-// SAFETY: as above; a `Waker` has no other state.
-unsafe impl Sync for Waker {}
 
 impl Waker {
     /// Wakes the thread if it sleeps in [`ThreadCtx::wait`].
     pub fn wake(&self) {
-        // SAFETY: the task is alive (a reference is held by the `KThread`).
-        unsafe { bindings::fracture_wake(self.task.as_ptr()) };
+        self.task.wake_up();
     }
 }
 
@@ -165,7 +160,12 @@ impl<S: Send + Sync + 'static> KThread<S> {
 
     /// A handle that wakes the thread.
     pub fn waker(&self) -> Waker {
-        Waker { task: self.task }
+        // SAFETY: `task` is a live task (we hold a reference to it, type
+        // invariant); `Task` is a transparent wrapper of `task_struct`.
+        let task = unsafe { &*self.task.as_ptr().cast::<Task>() };
+        Waker {
+            task: ARef::from(task),
+        }
     }
 }
 

@@ -175,9 +175,7 @@ struct Worker<'a> {
 
 /// The thread function.
 pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
-    let Some(waker) = ctx.waker() else {
-        return;
-    };
+    let waker = ctx.waker();
     let kc = KVec::with_capacity(COPY_SLOTS, GFP_KERNEL)
         .map_err(Error::from)
         .and_then(|mut jobs| {
@@ -187,7 +185,7 @@ pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
                         done: AtomicBool::new(false),
                         read_failed: AtomicBool::new(false),
                         write_failed: AtomicU64::new(0),
-                        waker,
+                        waker: waker.clone(),
                     },
                     GFP_KERNEL,
                 )?;
