@@ -5,6 +5,7 @@
 
 use super::bindings;
 use core::ffi::{c_int, c_void};
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::prelude::*;
 use kernel::str::CString;
@@ -19,12 +20,34 @@ struct Payload<S> {
     f: fn(&S, &ThreadCtx),
 }
 
-/// Handed to the thread function.
+/// Handed to the thread function. Neither `Send` nor `Sync` (through its
+/// [`ProcessCtx`]): it stays on the thread it was made for.
 pub struct ThreadCtx {
-    _private: (),
+    process: ProcessCtx,
+}
+
+/// Proof that the code holding it runs in process context: on a task, not
+/// in an interrupt, softirq or bio completion. Required by what may sleep
+/// on behalf of a completion's work, such as
+/// [`HeldBio::fan_out`](super::held::HeldBio::fan_out).
+///
+/// Sound as a proof because it is zero-sized, has no public constructor
+/// and is neither `Send` nor `Sync`: the only one is inside the
+/// [`ThreadCtx`] of a kthread ([`ThreadCtx::process`]), borrowed for the
+/// thread function's call, so neither it nor a reference to it can reach
+/// another context (a completion, a target's state, another thread).
+/// Sleeping while holding a spinlock stays the caller's lock discipline, as
+/// for every sleeping function.
+pub struct ProcessCtx {
+    _not_send: PhantomData<*mut ()>,
 }
 
 impl ThreadCtx {
+    /// Proof of process context, for as long as the thread function runs.
+    pub fn process(&self) -> &ProcessCtx {
+        &self.process
+    }
+
     /// Whether [`KThread`] is being dropped: the function should return.
     pub fn should_stop(&self) -> bool {
         // SAFETY: called on a kthread (only thread functions get a ctx).
@@ -122,7 +145,11 @@ unsafe impl<S: Send + Sync + 'static> Sync for KThread<S> {}
 unsafe extern "C" fn thread_main<S: Send + Sync + 'static>(data: *mut c_void) -> c_int {
     // SAFETY: the payload outlives the thread (see `KThread`'s invariant).
     let p = unsafe { &*data.cast::<Payload<S>>() };
-    let ctx = ThreadCtx { _private: () };
+    let ctx = ThreadCtx {
+        process: ProcessCtx {
+            _not_send: PhantomData,
+        },
+    };
     (p.f)(&p.state, &ctx);
     // Return only once asked to: kthread_stop() then finds us as expected.
     while !ctx.should_stop() {
