@@ -5,6 +5,7 @@
 
 use super::bindings;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
 
 /// Completion status of a bio (`blk_status_t`).
@@ -88,19 +89,23 @@ impl BioKind {
     }
 }
 
-/// What a clone carries in front of itself (the bio set's front pad): the
-/// index of the device it was sent to. Aligned like a pointer, since the
-/// bio right after it must be.
+/// What a clone carries in front of itself (its bio set's front pad): the
+/// index of the device it was sent to and the set it came from. Aligned
+/// like a pointer, since the bio right after it must be.
 #[repr(C, align(8))]
-pub(crate) struct CloneTag {
-    pub(crate) index: u32,
+struct CloneTag {
+    index: u32,
+    set: *const CloneInner,
 }
 
-/// A pool of bios to clone from (`struct bio_set`), sized so that cloning
-/// one bio per device per map call always makes progress.
+/// A pool of bios (`struct bio_set`) with `front` bytes in front of each.
+/// Private to this layer: its owners ([`CloneBioSet`] and the timed sets
+/// of [`super::timed`]) know what the front pad holds, and wait in their
+/// drop until no bio of the set is in flight.
 ///
-/// Invariant: `bs` came from `fracture_bioset_alloc` and is freed only on drop.
-pub struct BioSet {
+/// Invariant: `bs` came from `fracture_bioset_alloc` and is freed only on
+/// drop, when no bio of it is in flight (the owner's promise, above).
+pub(super) struct BioSet {
     bs: NonNull<bindings::bio_set>,
 }
 
@@ -110,30 +115,144 @@ unsafe impl Send for BioSet {}
 unsafe impl Sync for BioSet {}
 
 impl BioSet {
-    /// A bio set for clones carrying a [`CloneTag`]. May sleep.
-    pub fn new() -> Result<Self> {
-        Self::with_front_pad(core::mem::size_of::<CloneTag>() as u32, false)
-    }
-
     /// A bio set whose bios carry `front` bytes in front of them, and can
     /// have their own bio_vecs if `bvecs`. May sleep.
-    pub(crate) fn with_front_pad(front: u32, bvecs: bool) -> Result<Self> {
+    pub(super) fn with_front_pad(front: u32, bvecs: bool) -> Result<Self> {
         // SAFETY: plain allocation; no pointer arguments.
         let bs = unsafe { bindings::fracture_bioset_alloc(bindings::BIO_POOL_SIZE, front, bvecs) };
         NonNull::new(bs).map(|bs| Self { bs }).ok_or(ENOMEM)
     }
 
-    pub(crate) fn raw(&self) -> *mut bindings::bio_set {
+    pub(super) fn raw(&self) -> *mut bindings::bio_set {
         self.bs.as_ptr()
     }
 }
 
 impl Drop for BioSet {
     fn drop(&mut self) {
-        // SAFETY: `bs` came from `fracture_bioset_alloc` (type invariant) and
-        // no clone is in flight: clones hold their target's bio alive, and
-        // the target (which owns this set) is only destroyed when idle.
+        // SAFETY: `bs` came from `fracture_bioset_alloc` and no bio of it is
+        // in flight (type invariant).
         unsafe { bindings::fracture_bioset_free(self.bs.as_ptr()) };
+    }
+}
+
+/// A [`CloneBioSet`]'s state: boxed so that clones may point at it while
+/// the handle moves.
+struct CloneInner {
+    bs: BioSet,
+    /// Clones of this set not yet put.
+    live: AtomicUsize,
+}
+
+impl Drop for CloneInner {
+    fn drop(&mut self) {
+        // A clone still in flight uses the pool: wait for it. The target
+        // drops its sets when idle, so this does not wait there. Sleeps;
+        // process context, like freeing the bio set itself.
+        let mut waited_ms = 0u32;
+        while self.live.load(Ordering::Acquire) != 0 {
+            if waited_ms % 10_000 == 0 {
+                crate::dm_warn!(
+                    "waiting for {} clones to complete before their bio set goes away",
+                    self.live.load(Ordering::Relaxed)
+                );
+            }
+            super::kthread::sleep_ms(10);
+            waited_ms = waited_ms.wrapping_add(10);
+        }
+    }
+}
+
+/// A pool of bios to clone from for a fan-out (see
+/// [`super::fanout::MapBio::fan_out`]), sized so that cloning one bio per
+/// device per map call always makes progress.
+///
+/// Sound to use with any fan-out: its only constructor makes the front pad
+/// a [`CloneTag`], which the fan-out writes in front of every clone; and
+/// every clone is counted until it is put, dropping the set waiting for
+/// that count to reach zero, so no clone outlives its pool however early
+/// the set is dropped (if the set is leaked, so is the pool).
+pub struct CloneBioSet {
+    inner: KBox<CloneInner>,
+}
+
+impl CloneBioSet {
+    /// A bio set for clones. May sleep.
+    pub fn new() -> Result<Self> {
+        let bs = BioSet::with_front_pad(core::mem::size_of::<CloneTag>() as u32, false)?;
+        let inner = KBox::new(
+            CloneInner {
+                bs,
+                live: AtomicUsize::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        Ok(Self { inner })
+    }
+
+    /// Clones `src` for `dev` (`GFP_NOIO`), tagged with `index` (see
+    /// [`clone_index`]) and counted until [`put_clone`]; `None` if no bio
+    /// could be allocated.
+    ///
+    /// # Safety
+    ///
+    /// `src` must be a live bio owned by the caller; process context (the
+    /// allocation may sleep).
+    pub(super) unsafe fn clone_bio(
+        &self,
+        src: NonNull<bindings::bio>,
+        dev: &super::device::Dev,
+        index: u32,
+    ) -> Option<NonNull<bindings::bio>> {
+        let inner: &CloneInner = &self.inner;
+        // SAFETY: the source bio is live (the caller's promise); the device
+        // is held open by `dev`; the set is alive, and stays so until the
+        // clone is put (counted below before anyone can put it).
+        let clone = NonNull::new(unsafe {
+            bindings::bio_alloc_clone(
+                dev.raw_bdev(),
+                src.as_ptr(),
+                bindings::GFP_NOIO,
+                inner.bs.raw(),
+            )
+        })?;
+        inner.live.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the front pad of this set is exactly one `CloneTag`, right
+        // before the fresh clone, which is ours.
+        unsafe {
+            clone.as_ptr().cast::<CloneTag>().sub(1).write(CloneTag {
+                index,
+                set: core::ptr::from_ref(inner),
+            })
+        };
+        Some(clone)
+    }
+}
+
+/// The index a clone made by [`CloneBioSet::clone_bio`] was tagged with.
+///
+/// # Safety
+///
+/// `clone` must be a live clone made by [`CloneBioSet::clone_bio`].
+pub(super) unsafe fn clone_index(clone: NonNull<bindings::bio>) -> u32 {
+    // SAFETY: the tag is in front of the clone (the caller's promise).
+    unsafe { (*clone.as_ptr().cast::<CloneTag>().sub(1)).index }
+}
+
+/// Puts a clone made by [`CloneBioSet::clone_bio`]; then its set may go.
+///
+/// # Safety
+///
+/// `clone` must be a clone made by [`CloneBioSet::clone_bio`] that nothing
+/// refers to any more; the caller gives it up.
+pub(super) unsafe fn put_clone(clone: NonNull<bindings::bio>) {
+    // SAFETY: the tag is in front of the clone, and its set is alive until
+    // the count below drops (its drop waits for it).
+    unsafe {
+        let set = (*clone.as_ptr().cast::<CloneTag>().sub(1)).set;
+        bindings::bio_put(clone.as_ptr());
+        // Last: the set may go away once this reaches zero.
+        (*set).live.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -150,7 +269,7 @@ pub struct FanTarget<'a> {
     pub dev: &'a super::device::Dev,
     /// The bio set to clone from; one per device so that a map call never
     /// takes two bios from the same pool.
-    pub set: &'a BioSet,
+    pub set: &'a CloneBioSet,
     /// An index the target chooses (a leg number, < 32), reported back in
     /// the failure mask (a larger one as a failure of every index).
     pub index: u32,

@@ -3,6 +3,7 @@
 //! Block devices a target holds through `dm_get_device()`.
 
 use super::bindings;
+use super::target::TargetRef;
 use core::ptr::NonNull;
 
 /// A device number, `major:minor`.
@@ -30,19 +31,22 @@ impl core::fmt::Display for DevT {
 /// A device opened for a target with `dm_get_device()`, put back with
 /// `dm_put_device()` when dropped.
 ///
-/// Invariants: `dev` came from `dm_get_device(ti, ..)` and has not been put;
-/// `ti` is the target it was got for. A `Dev` is only created by
-/// [`super::target::TargetCtx::get_device`] and is dropped before the
-/// target's destructor returns (it lives in the target's private data, or in
-/// the constructor's locals), so `ti` is valid for its whole life.
+/// Sound however long it is kept: it holds a counted handle to its target
+/// ([`TargetRef`]), and the target's destructor (or failed constructor)
+/// does not return while one exists, so the target and the `dm_dev` (which
+/// dm core puts only after the destructor) are valid for the `Dev`'s whole
+/// life. A leaked `Dev` makes the destructor wait for ever instead.
+///
+/// Invariants: `dev` came from `dm_get_device(target.ti(), ..)` and has not
+/// been put.
 pub struct Dev {
-    ti: NonNull<bindings::dm_target>,
     dev: NonNull<bindings::dm_dev>,
+    target: TargetRef,
 }
 
 // SAFETY: a `dm_dev` is a refcounted, immutable handle once got; dm core
 // serialises `dm_get_device`/`dm_put_device` on a table internally, and the
-// target (hence `ti`) outlives the `Dev`.
+// target outlives the `Dev` (see the type's doc).
 unsafe impl Send for Dev {}
 // SAFETY: all methods taking `&self` only read fields that never change
 // after `dm_get_device()` returned.
@@ -51,13 +55,10 @@ unsafe impl Sync for Dev {}
 impl Dev {
     /// # Safety
     ///
-    /// `dev` must have been returned by `dm_get_device(ti, ..)`, and the
-    /// `Dev` must be dropped before `ti`'s destructor returns.
-    pub(crate) unsafe fn from_raw(
-        ti: NonNull<bindings::dm_target>,
-        dev: NonNull<bindings::dm_dev>,
-    ) -> Self {
-        Self { ti, dev }
+    /// `dev` must have been returned by `dm_get_device(target.ti(), ..)`
+    /// and not be put by anything else.
+    pub(super) unsafe fn from_raw(target: TargetRef, dev: NonNull<bindings::dm_dev>) -> Self {
+        Self { dev, target }
     }
 
     fn bdev(&self) -> *mut bindings::block_device {
@@ -118,8 +119,9 @@ impl Dev {
 
 impl Drop for Dev {
     fn drop(&mut self) {
-        // SAFETY: by the type invariants `dev` was got for `ti`, which is
-        // still alive, and is put exactly once, here.
-        unsafe { bindings::dm_put_device(self.ti.as_ptr(), self.dev.as_ptr()) };
+        // SAFETY: by the type invariants `dev` was got for the target, which
+        // is alive while `self.target` is (dropped after this), and is put
+        // exactly once, here.
+        unsafe { bindings::dm_put_device(self.target.ti().as_ptr(), self.dev.as_ptr()) };
     }
 }

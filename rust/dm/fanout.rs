@@ -6,7 +6,7 @@
 //! device, their completions counted down to [`Target::fanout_done`].
 
 use super::bindings;
-use super::bio::{index_bit, BioKind, BlkStatus, CloneTag, FanTarget};
+use super::bio::{clone_index, index_bit, put_clone, BioKind, BlkStatus, FanTarget};
 use super::device::Dev;
 use super::held::HeldBio;
 use super::target::Target;
@@ -167,6 +167,7 @@ impl<T: Target> MapBio<'_, T> {
         let sector = self.sector();
         // SAFETY: the bio is live and ours, `data` its initialised per-bio
         // data; `map` returns DM_MAPIO_SUBMITTED, so dm core leaves it to us.
+        // `map` runs in process context.
         unsafe { fan_out_raw(self.target, self.bio, self.data, sector, to) };
         MapResult(bindings::DM_MAPIO_SUBMITTED as c_int)
     }
@@ -195,7 +196,8 @@ impl<T: Target> MapBio<'_, T> {
 /// flight: never submitted itself, or restored after a failed remap (see
 /// [`MapBio::remap_retryable`]), so that its position is the one it was
 /// mapped at; `data` its initialised per-bio data. Ownership of the bio
-/// passes to the fan-out.
+/// passes to the fan-out. Process context: the clones are allocated with
+/// `GFP_NOIO`, and a timed copy may wait for memory.
 pub(super) unsafe fn fan_out_raw<'b, T: Target>(
     target: &T,
     bio: NonNull<bindings::bio>,
@@ -247,31 +249,17 @@ pub(super) unsafe fn fan_out_raw<'b, T: Target>(
             }
             continue;
         }
-        // SAFETY: the source bio is live and ours; the device is held open
-        // by `t.dev`; the bio set outlives every clone (it belongs to the
-        // target, which is idle before it is destroyed).
-        let clone = unsafe {
-            bindings::bio_alloc_clone(
-                t.dev.raw_bdev(),
-                bio.as_ptr(),
-                bindings::GFP_NOIO,
-                t.set.raw(),
-            )
-        };
-        let Some(clone) = NonNull::new(clone) else {
+        // SAFETY: the source bio is live and ours; process context (the
+        // caller's contract).
+        let Some(clone) = (unsafe { t.set.clone_bio(bio, t.dev, t.index) }) else {
             st.failed.fetch_or(bit, Ordering::Relaxed);
             continue;
         };
         let c = clone.as_ptr();
-        // SAFETY: `c` is a fresh clone from a bio set whose front pad is a
-        // `CloneTag` (see `BioSet::new`), so the tag sits right before it;
-        // the clone is ours until submitted. `bi_private` points at the
-        // per-bio data, which lives until the source bio ends, i.e. after
-        // every clone completed.
+        // SAFETY: `c` is a fresh clone, ours until submitted. `bi_private`
+        // points at the per-bio data, which lives until the source bio
+        // ends, i.e. after every clone completed.
         unsafe {
-            c.cast::<CloneTag>()
-                .sub(1)
-                .write(CloneTag { index: t.index });
             (*c).bi_iter.bi_sector = sector;
             // Completed by interrupt: a polling submitter polls only the
             // bio dm core made (see dm_poll_bio), never these, so one left
@@ -357,18 +345,21 @@ pub(super) unsafe fn fanout_finish<T: Target>(
 /// Called by the block layer only, for a clone set up by `fan_out` for a
 /// target of type `T`.
 unsafe extern "C" fn clone_endio<T: Target>(clone: *mut bindings::bio) {
-    // SAFETY: `clone` is a completed clone made by `fan_out`: its front pad
-    // holds the tag and `bi_private` the source bio's per-bio data, which is
-    // alive because the source bio cannot end before this clone is counted.
+    // SAFETY: the block layer passes the completed clone.
+    let clone = unsafe { NonNull::new_unchecked(clone) };
+    // SAFETY: `clone` is a completed clone made by `fan_out` with
+    // `CloneBioSet::clone_bio`; `bi_private` holds the source bio's per-bio
+    // data, which is alive because the source bio cannot end before this
+    // clone is counted.
     let (index, status, data) = unsafe {
         (
-            (*clone.cast::<CloneTag>().sub(1)).index,
-            (*clone).bi_status,
-            NonNull::new_unchecked((*clone).bi_private.cast::<PerBio<T>>()),
+            clone_index(clone),
+            (*clone.as_ptr()).bi_status,
+            NonNull::new_unchecked((*clone.as_ptr()).bi_private.cast::<PerBio<T>>()),
         )
     };
     // SAFETY: the clone is ours to put; nothing refers to it any more.
-    unsafe { bindings::bio_put(clone) };
+    unsafe { put_clone(clone) };
     // SAFETY: see above; only shared references to the atomics.
     let st = unsafe { data.as_ref() };
     if status != bindings::BLK_STS_OK {

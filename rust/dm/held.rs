@@ -7,7 +7,7 @@
 use super::bindings;
 use super::bio::{BioKind, BlkStatus, FanTarget};
 use super::fanout::{end_bio, fan_out_raw, per_bio_of, PerBio, RcuReadGuard};
-use super::kthread::Waker;
+use super::kthread::{ProcessCtx, Waker};
 use super::target::Target;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -56,9 +56,12 @@ impl<T: Target> HeldBio<T> {
     }
 
     /// Fans the bio out like [`MapBio::fan_out`]; [`Target::fanout_done`]
-    /// is called when every clone completed. Process context (the clones
-    /// are allocated with `GFP_NOIO` from the bio sets).
-    pub fn fan_out<'b>(self, to: impl Iterator<Item = FanTarget<'b>>) {
+    /// is called when every clone completed. May sleep (the clones are
+    /// allocated with `GFP_NOIO`, a timed copy may wait for memory), so it
+    /// takes a [`ProcessCtx`]: [`Target::fanout_done`], which may run in
+    /// interrupt context, has none and cannot call it; it hands the bio to a
+    /// thread instead.
+    pub fn fan_out<'b>(self, _ctx: &ProcessCtx, to: impl Iterator<Item = FanTarget<'b>>) {
         let (bio, data) = (self.bio, self.data);
         let sector = self.sector();
         core::mem::forget(self);
@@ -68,7 +71,7 @@ impl<T: Target> HeldBio<T> {
         let target = unsafe { &*data.as_ref().target };
         // SAFETY: we own the live bio (held: never submitted, or restored
         // after a failed remap) and forgot `self`, so it is dealt with once,
-        // by the fan-out.
+        // by the fan-out; `_ctx` proves process context.
         unsafe { fan_out_raw(target, bio, data, sector, to) };
     }
 

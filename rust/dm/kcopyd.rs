@@ -3,14 +3,16 @@
 //! Asynchronous copies between block devices with dm-kcopyd.
 //!
 //! A [`Kcopyd`] client owns a fixed set of *jobs* (any type implementing
-//! [`CopyJob`]); a copy names the job that is told the result. Dropping the
-//! client waits until every copy has completed and its job's
-//! [`CopyJob::done`] has returned, so jobs and the devices a copy uses (which
-//! must outlive the client, lifetime `'d`) are never used after they are
-//! gone.
+//! [`CopyJob`]); a copy names the job that is told the result. A client
+//! exists only inside [`Kcopyd::scope`], which destroys it before
+//! returning, waiting until every copy has completed and its job's
+//! [`CopyJob::done`] has returned, so jobs and the devices a copy uses
+//! (borrowed for `'d`, which outlives the scope) are never used after they
+//! are gone.
 
 use super::bindings;
 use super::device::Dev;
+use core::cell::Cell;
 use core::ffi::{c_int, c_ulong, c_void};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -30,15 +32,24 @@ pub trait CopyJob: Sync {
     fn done(&self, read_failed: bool, write_failed: u64);
 }
 
-/// A dm-kcopyd client with its jobs.
+/// A dm-kcopyd client with its jobs, lent by [`Kcopyd::scope`].
+///
+/// Sound although a value can be forgotten: no caller ever owns a client,
+/// only a reference for the scope's closure, and the scope itself
+/// destroys it (waiting for every copy) before returning, so no copy
+/// outlives `'d`, the borrow of its devices, nor the jobs. (A `Kcopyd`
+/// handed out by value could be `mem::forget`-ten with copies in flight,
+/// ending the devices' borrow while kcopyd still used them.) `'d` is
+/// invariant, so the closure cannot shorten it.
 ///
 /// Invariant: `kc` came from `dm_kcopyd_client_create` and is destroyed only
 /// in `drop`, before `jobs` is freed; `jobs` is never resized, so pointers to
-/// its elements stay valid while the client lives.
+/// its elements stay valid while the client lives; only `scope` makes a
+/// `Kcopyd`, and drops it before returning.
 pub struct Kcopyd<'d, J: CopyJob> {
     kc: NonNull<bindings::dm_kcopyd_client>,
     jobs: KVec<J>,
-    _devs: PhantomData<&'d Dev>,
+    _devs: PhantomData<Cell<&'d Dev>>,
 }
 
 // SAFETY: a kcopyd client may be used from any thread; jobs are `Sync`.
@@ -65,16 +76,23 @@ unsafe extern "C" fn copy_done<J: CopyJob>(
 }
 
 impl<'d, J: CopyJob> Kcopyd<'d, J> {
-    /// Creates a client whose copies report to `jobs`. May sleep.
-    pub fn new(jobs: KVec<J>) -> Result<Self> {
+    /// Creates a client whose copies report to `jobs`, runs `f` with it,
+    /// then destroys it, waiting for every copy `f` started; returns what
+    /// `f` returned, or an error (and runs nothing) if the client cannot be
+    /// created. Sleeps.
+    pub fn scope<R>(jobs: KVec<J>, f: impl for<'k> FnOnce(&'k Kcopyd<'d, J>) -> R) -> Result<R> {
         // SAFETY: plain constructor; NULL on failure.
         let kc = unsafe { bindings::fracture_kcopyd_create() };
         let kc = NonNull::new(kc).ok_or(ENOMEM)?;
-        Ok(Self {
+        let client = Self {
             kc,
             jobs,
             _devs: PhantomData,
-        })
+        };
+        let r = f(&client);
+        // Waits for every copy (see `Drop`).
+        drop(client);
+        Ok(r)
     }
 
     /// The jobs.
@@ -103,7 +121,8 @@ impl<'d, J: CopyJob> Kcopyd<'d, J> {
             *d = dev.raw_bdev();
         }
         // SAFETY: the client is alive; the devices are held open for `'d`,
-        // which outlives the client, whose drop waits for this copy; the job
+        // which outlives the scope, whose end destroys the client (it cannot
+        // be skipped: see the type's doc), waiting for this copy; the job
         // pointer stays valid until then (type invariant), and `copy_done`
         // is instantiated for its type. The region array is only read
         // during the call.

@@ -5,10 +5,13 @@
 
 use super::bindings;
 use core::ffi::{c_int, c_void};
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::Arc;
+use kernel::task::Task;
+use kernel::types::ARef;
 
 /// What a thread runs: `f(state, ctx)`, which should return once
 /// [`ThreadCtx::should_stop`] is true.
@@ -17,25 +20,45 @@ struct Payload<S> {
     f: fn(&S, &ThreadCtx),
 }
 
-/// Handed to the thread function.
+/// Handed to the thread function. Neither `Send` nor `Sync` (through its
+/// [`ProcessCtx`]): it stays on the thread it was made for.
 pub struct ThreadCtx {
-    _private: (),
+    process: ProcessCtx,
+}
+
+/// Proof that the code holding it runs in process context: on a task, not
+/// in an interrupt, softirq or bio completion. Required by what may sleep
+/// on behalf of a completion's work, such as
+/// [`HeldBio::fan_out`](super::held::HeldBio::fan_out).
+///
+/// Sound as a proof because it is zero-sized, has no public constructor
+/// and is neither `Send` nor `Sync`: the only one is inside the
+/// [`ThreadCtx`] of a kthread ([`ThreadCtx::process`]), borrowed for the
+/// thread function's call, so neither it nor a reference to it can reach
+/// another context (a completion, a target's state, another thread).
+/// Sleeping while holding a spinlock stays the caller's lock discipline, as
+/// for every sleeping function.
+pub struct ProcessCtx {
+    _not_send: PhantomData<*mut ()>,
 }
 
 impl ThreadCtx {
+    /// Proof of process context, for as long as the thread function runs.
+    pub fn process(&self) -> &ProcessCtx {
+        &self.process
+    }
+
     /// Whether [`KThread`] is being dropped: the function should return.
     pub fn should_stop(&self) -> bool {
         // SAFETY: called on a kthread (only thread functions get a ctx).
         unsafe { bindings::fracture_kthread_should_stop() }
     }
 
-    /// A waker for this thread, for work it hands out and waits for. The
-    /// thread must not return while such work can still use it.
-    /// (`None` cannot happen: a running thread has a task.)
-    pub fn waker(&self) -> Option<Waker> {
-        // SAFETY: `current` is this kthread, alive while it runs.
-        let task = unsafe { bindings::fracture_current() };
-        NonNull::new(task).map(|task| Waker { task })
+    /// A waker for this thread, for work it hands out and waits for.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            task: ARef::from(kernel::current!()),
+        }
     }
 
     /// Sleeps until `ready()` is true, the thread is woken and `ready()`
@@ -85,23 +108,18 @@ pub fn sleep_ms(ms: u32) {
 
 /// Wakes a [`KThread`] from any context, including interrupts.
 ///
-/// Invariant: `task` is the thread of a live `KThread`; the owner of the
-/// `KThread` ensures no `Waker` is used after dropping it.
-#[derive(Clone, Copy)]
+/// Sound however long it is kept: it holds a reference to the thread's
+/// task (`ARef<Task>`), so the `task_struct` stays valid; waking a task
+/// that has exited does nothing.
+#[derive(Clone)]
 pub struct Waker {
-    task: NonNull<bindings::task_struct>,
+    task: ARef<Task>,
 }
-
-// SAFETY: `wake_up_process` may be called from any thread and context.
-unsafe impl Send for Waker {}
-// SAFETY: as above; a `Waker` has no other state.
-unsafe impl Sync for Waker {}
 
 impl Waker {
     /// Wakes the thread if it sleeps in [`ThreadCtx::wait`].
     pub fn wake(&self) {
-        // SAFETY: the task is alive (a reference is held by the `KThread`).
-        unsafe { bindings::fracture_wake(self.task.as_ptr()) };
+        self.task.wake_up();
     }
 }
 
@@ -127,7 +145,11 @@ unsafe impl<S: Send + Sync + 'static> Sync for KThread<S> {}
 unsafe extern "C" fn thread_main<S: Send + Sync + 'static>(data: *mut c_void) -> c_int {
     // SAFETY: the payload outlives the thread (see `KThread`'s invariant).
     let p = unsafe { &*data.cast::<Payload<S>>() };
-    let ctx = ThreadCtx { _private: () };
+    let ctx = ThreadCtx {
+        process: ProcessCtx {
+            _not_send: PhantomData,
+        },
+    };
     (p.f)(&p.state, &ctx);
     // Return only once asked to: kthread_stop() then finds us as expected.
     while !ctx.should_stop() {
@@ -165,7 +187,12 @@ impl<S: Send + Sync + 'static> KThread<S> {
 
     /// A handle that wakes the thread.
     pub fn waker(&self) -> Waker {
-        Waker { task: self.task }
+        // SAFETY: `task` is a live task (we hold a reference to it, type
+        // invariant); `Task` is a transparent wrapper of `task_struct`.
+        let task = unsafe { &*self.task.as_ptr().cast::<Task>() };
+        Waker {
+            task: ARef::from(task),
+        }
     }
 }
 

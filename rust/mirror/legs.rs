@@ -8,7 +8,7 @@
 use super::legmask::{legs_of, mask_of};
 use super::metadata::MirrorState;
 use super::PerBio;
-use crate::dm::bio::{BioKind, BioSet, FanTarget, Op};
+use crate::dm::bio::{BioKind, CloneBioSet, FanTarget, Op};
 use crate::dm::device::Dev;
 use crate::dm::target::{CtrError, TargetCtx};
 use crate::dm::timed::{flush_many, late_ios, Outcome, TimedSet};
@@ -29,7 +29,7 @@ pub(super) struct Leg {
     /// its late I/Os before the device is put.
     pub(super) timed: Option<TimedSet>,
     pub(super) dev: Dev,
-    pub(super) clones: BioSet,
+    pub(super) clones: CloneBioSet,
     /// Host reads sent to the leg and not completed yet (read balancing).
     pub(super) reading: AtomicU32,
     /// Host reads sent to the leg, ever (`stats`).
@@ -284,7 +284,7 @@ pub(super) fn open_devices(
             Leg {
                 timed,
                 dev,
-                clones: BioSet::new()?,
+                clones: CloneBioSet::new()?,
                 reading: AtomicU32::new(0),
                 reads: AtomicU64::new(0),
             },

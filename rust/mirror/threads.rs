@@ -13,7 +13,7 @@ use super::metadata::MirrorState;
 use super::Fracture;
 use crate::dm::bio::BlkStatus;
 use crate::dm::held::{BioStack, HeldBio};
-use crate::dm::kthread::{now_ns, ThreadCtx};
+use crate::dm::kthread::{now_ns, ProcessCtx, ThreadCtx};
 use crate::dm::log::worth_logging;
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
@@ -36,7 +36,7 @@ pub(super) struct MetaThread {
 
 /// A read failed on the legs it was sent to: it is sent to another in-sync
 /// leg, or fails if none is left. Process context (the read-retry thread).
-fn retry_read(mirror: &MirrorState, legs: &[Leg], bio: HeldBio<Fracture>) {
+fn retry_read(mirror: &MirrorState, legs: &[Leg], bio: HeldBio<Fracture>, ctx: &ProcessCtx) {
     let pb = bio.per_bio();
     let failed = pb.failed.swap(0, Ordering::Relaxed);
     let tried = pb.tried.load(Ordering::Relaxed);
@@ -57,7 +57,7 @@ fn retry_read(mirror: &MirrorState, legs: &[Leg], bio: HeldBio<Fracture>) {
                 );
             }
             start_read(legs, pb, leg);
-            bio.fan_out(leg_targets(legs, 1 << leg, 0));
+            bio.fan_out(ctx, leg_targets(legs, 1 << leg, 0));
         }
         None => {
             if say {
@@ -77,7 +77,7 @@ pub(super) fn read_thread(t: &ReadThread, ctx: &ThreadCtx) {
     while !ctx.should_stop() {
         ctx.wait(None, || !t.mirror.failed_reads.is_empty());
         for bio in t.mirror.failed_reads.take_all() {
-            retry_read(&t.mirror, &t.legs, bio);
+            retry_read(&t.mirror, &t.legs, bio, ctx.process());
         }
     }
 }
@@ -169,7 +169,10 @@ pub(super) fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             pb.need.fetch_max(need, Ordering::Relaxed);
             pb.logged.store(logged, Ordering::Relaxed);
             let kind = bio.kind();
-            bio.fan_out(targets_for(&t.legs, kind, logged, mirror.primary()));
+            bio.fan_out(
+                ctx.process(),
+                targets_for(&t.legs, kind, logged, mirror.primary()),
+            );
         }
         for bio in batch.take_all() {
             let pb = bio.per_bio();

@@ -146,12 +146,6 @@ bool fracture_kthread_should_stop(void)
 	return kthread_should_stop();
 }
 
-/* Any context. */
-void fracture_wake(struct task_struct *task)
-{
-	wake_up_process(task);
-}
-
 /* Any context; static inlines in C, hence these. */
 void fracture_rcu_read_lock(void)
 {
@@ -245,12 +239,6 @@ int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
 void fracture_random(void *buf, size_t len)
 {
 	get_random_bytes(buf, len);
-}
-
-/* The task running this code (a kthread, for its own wakers). */
-struct task_struct *fracture_current(void)
-{
-	return current;
 }
 
 struct dm_kcopyd_client *fracture_kcopyd_create(void)

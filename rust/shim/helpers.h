@@ -54,7 +54,6 @@ void fracture_table_event(struct dm_target *ti);
 struct task_struct *fracture_kthread_start(int (*fn)(void *), void *data, const char *name);
 void fracture_kthread_stop(struct task_struct *task);
 bool fracture_kthread_should_stop(void);
-void fracture_wake(struct task_struct *task);
 void fracture_rcu_read_lock(void);
 void fracture_rcu_read_unlock(void);
 void fracture_synchronize_rcu(void);
@@ -72,7 +71,6 @@ int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
 			bool fua);
 void fracture_random(void *buf, size_t len);
 
-struct task_struct *fracture_current(void);
 u64 fracture_now_ns(void);
 struct dm_kcopyd_client *fracture_kcopyd_create(void);
 void fracture_kcopyd_copy(struct dm_kcopyd_client *kc, struct block_device *from,

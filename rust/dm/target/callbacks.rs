@@ -4,7 +4,7 @@
 //! `target_type` callouts [`super::Registration`] fills in), each turning
 //! its raw arguments into a call of the [`Target`] trait.
 
-use super::{CtrError, DeviceVisitor, Target, TargetCtx};
+use super::{AnchorOwner, CtrError, DeviceVisitor, Private, Target, TargetCtx};
 use crate::dm::bindings;
 use crate::dm::bio::{index_bit, BioKind, BlkStatus};
 use crate::dm::fanout::{fanout_finish, per_bio_of, per_bio_size, MapBio, PerBio};
@@ -22,9 +22,9 @@ use kernel::prelude::*;
 /// `ti` must be a live target of type `T` whose constructor succeeded and
 /// whose destructor has not run.
 unsafe fn target<'a, T: Target>(ti: *mut bindings::dm_target) -> &'a T {
-    // SAFETY: `ctr_cb` set `private` to a leaked `KBox<T>`, freed only in
-    // `dtr_cb`.
-    unsafe { &*(*ti).private.cast::<T>() }
+    // SAFETY: `ctr_cb` set `private` to a leaked `KBox<Private<T>>`, freed
+    // only in `dtr_cb`.
+    unsafe { &(*(*ti).private.cast::<Private<T>>()).target }
 }
 
 /// Collects `argv` as C strings, refusing none.
@@ -54,24 +54,38 @@ pub(super) unsafe extern "C" fn ctr_cb<T: Target>(
     let Some(tip) = NonNull::new(ti) else {
         return EINVAL.to_errno();
     };
-    // SAFETY: the strings live for the duration of this call.
-    let result = match unsafe { args(argc, argv) } {
-        Ok(a) => {
-            let mut ctx = TargetCtx {
-                ti: tip,
-                _p: PhantomData,
-            };
-            T::new(&mut ctx, &a)
-        }
-        Err(e) => Err(CtrError::from(e)),
-    };
+    // Dropped last on failure (after whatever the constructor got), or
+    // kept with the target until `dtr_cb`.
+    let anchor = AnchorOwner::new(tip).map_err(CtrError::from);
+    let result = anchor.and_then(|anchor| {
+        // SAFETY: the strings live for the duration of this call.
+        let t = match unsafe { args(argc, argv) } {
+            Ok(a) => {
+                let mut ctx = TargetCtx {
+                    ti: tip,
+                    anchor: &anchor,
+                    _p: PhantomData,
+                };
+                T::new(&mut ctx, &a)
+            }
+            Err(e) => Err(CtrError::from(e)),
+        }?;
+        // On failure the box drops the target, then the anchor.
+        Ok(KBox::new(
+            Private {
+                target: t,
+                _anchor: anchor,
+            },
+            GFP_KERNEL,
+        )?)
+    });
     match result {
-        Ok(t) => {
+        Ok(p) => {
             // SAFETY: `ti` is ours during construction. `private` keeps the
             // box until `dtr_cb`; `error` must point at a static string.
             unsafe {
                 (*ti).per_io_data_size = per_bio_size::<T>() as c_uint;
-                (*ti).private = KBox::into_raw(t).cast();
+                (*ti).private = KBox::into_raw(p).cast();
             }
             0
         }
@@ -95,9 +109,10 @@ pub(super) unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut bindings::dm_target) 
     // the target (and the thread's task reference) goes.
     // SAFETY: the destructor runs in process context and may sleep.
     unsafe { bindings::fracture_synchronize_rcu() };
-    // SAFETY: `private` is the `KBox<T>` leaked by `ctr_cb`; nothing uses it
-    // after the destructor.
-    drop(unsafe { KBox::from_raw((*ti).private.cast::<T>()) });
+    // SAFETY: `private` is the `KBox<Private<T>>` leaked by `ctr_cb`;
+    // nothing uses it after the destructor. Dropping it drops the target,
+    // then waits for any handle to it left (see `AnchorOwner`).
+    drop(unsafe { KBox::from_raw((*ti).private.cast::<Private<T>>()) });
 }
 
 /// # Safety

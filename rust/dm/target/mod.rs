@@ -27,6 +27,7 @@ use callbacks::{
 use core::ffi::{c_int, c_void};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::types::Opaque;
@@ -127,9 +128,116 @@ pub trait Target: Sized + Send + Sync + 'static {
     fn resume(&self) {}
 }
 
+/// What the handles of a target ([`Dev`], [`EventRaiser`]) point at: the
+/// target, and how many handles exist.
+struct Anchor {
+    ti: NonNull<bindings::dm_target>,
+    handles: AtomicUsize,
+}
+
+/// The owner of a target's [`Anchor`], made before the constructor runs
+/// and dropped last when the constructor fails or the destructor runs:
+/// dropping it waits until no handle is left, so none outlives the target.
+///
+/// Invariant: `anchor.ti` is a target being constructed or constructed,
+/// whose destructor (or failed constructor) has not returned yet.
+struct AnchorOwner {
+    anchor: KBox<Anchor>,
+}
+
+impl AnchorOwner {
+    fn new(ti: NonNull<bindings::dm_target>) -> Result<Self> {
+        let anchor = KBox::new(
+            Anchor {
+                ti,
+                handles: AtomicUsize::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        Ok(Self { anchor })
+    }
+
+    /// A new counted handle to the target.
+    fn handle(&self) -> TargetRef {
+        self.anchor.handles.fetch_add(1, Ordering::Relaxed);
+        TargetRef {
+            anchor: NonNull::from(&*self.anchor),
+        }
+    }
+}
+
+impl Drop for AnchorOwner {
+    fn drop(&mut self) {
+        // The target's own handles were dropped with it, before this: a
+        // handle left was leaked (`mem::forget`, a forgotten thread that
+        // holds one). Waiting for ever is safe; returning is not (dm core
+        // frees the target and its devices then). Sleeps: process context
+        // (dm core's `ctr` or `dtr`).
+        let mut waited_ms = 0u32;
+        while self.anchor.handles.load(Ordering::Acquire) != 0 {
+            if waited_ms % 10_000 == 0 {
+                crate::dm_warn!(
+                    "waiting for {} device or event handles of a target being destroyed",
+                    self.anchor.handles.load(Ordering::Relaxed)
+                );
+            }
+            super::kthread::sleep_ms(10);
+            waited_ms = waited_ms.wrapping_add(10);
+        }
+    }
+}
+
+/// A counted handle to a target, for [`Dev`] and [`EventRaiser`]: while it
+/// exists, the target is valid ([`AnchorOwner`] waits for it).
+///
+/// Invariant: `anchor` is the live anchor of an [`AnchorOwner`], counting
+/// this handle.
+pub(super) struct TargetRef {
+    anchor: NonNull<Anchor>,
+}
+
+impl TargetRef {
+    /// The target; valid while `self` lives.
+    pub(super) fn ti(&self) -> NonNull<bindings::dm_target> {
+        // SAFETY: the anchor is alive while it counts us (type invariant).
+        unsafe { self.anchor.as_ref().ti }
+    }
+}
+
+impl Clone for TargetRef {
+    fn clone(&self) -> Self {
+        // SAFETY: the anchor is alive while it counts us (type invariant).
+        unsafe { self.anchor.as_ref() }
+            .handles
+            .fetch_add(1, Ordering::Relaxed);
+        Self {
+            anchor: self.anchor,
+        }
+    }
+}
+
+impl Drop for TargetRef {
+    fn drop(&mut self) {
+        // SAFETY: the anchor is alive while it counts us (type invariant).
+        // Last: the owner may free it once the count reaches zero; every
+        // use of the target by the holder came before (Release).
+        unsafe { self.anchor.as_ref() }
+            .handles
+            .fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// What `ti->private` holds: the target, then its anchor, dropped in this
+/// order (the anchor waits for the handles the target did not drop).
+struct Private<T> {
+    target: KBox<T>,
+    _anchor: AnchorOwner,
+}
+
 /// The target being constructed, as the constructor may see and set it.
 pub struct TargetCtx<'a> {
     ti: NonNull<bindings::dm_target>,
+    anchor: &'a AnchorOwner,
     _p: PhantomData<&'a mut bindings::dm_target>,
 }
 
@@ -170,16 +278,15 @@ impl TargetCtx<'_> {
         };
         kernel::error::to_result(ret)?;
         let dev = NonNull::new(dev).ok_or(ENODEV)?;
-        // SAFETY: `dev` was just got for `ti`; the returned `Dev` ends up in
-        // the target's private data or is dropped within the constructor,
-        // both before the target's destructor returns.
-        Ok(unsafe { Dev::from_raw(self.ti, dev) })
+        // SAFETY: `dev` was just got for the target of the handle.
+        Ok(unsafe { Dev::from_raw(self.anchor.handle(), dev) })
     }
 
-    /// A handle to raise dm events for this target. Keep it in the
-    /// target's state: it must not outlive the target.
+    /// A handle to raise dm events for this target.
     pub fn event_raiser(&self) -> EventRaiser {
-        EventRaiser { ti: self.ti }
+        EventRaiser {
+            target: self.anchor.handle(),
+        }
     }
 
     /// How many empty flush bios dm core sends the target for each flush
@@ -212,15 +319,17 @@ impl TargetCtx<'_> {
 /// Raises dm events for a target (`dmsetup wait` returns). Process context
 /// only: dm core takes a mutex.
 ///
-/// Invariant: `ti` is a constructed target that outlives this handle (it
-/// is kept in the target's own state).
-#[derive(Clone, Copy)]
+/// Sound however long it is kept: it is a counted handle ([`TargetRef`]),
+/// and the target's destructor (or failed constructor) does not return
+/// while one exists, so its target is valid for its whole life. A leaked
+/// one makes the destructor wait for ever instead.
+#[derive(Clone)]
 pub struct EventRaiser {
-    ti: NonNull<bindings::dm_target>,
+    target: TargetRef,
 }
 
 // SAFETY: `dm_table_event` is safe to call from any thread in process
-// context.
+// context; the handle's count is atomic.
 unsafe impl Send for EventRaiser {}
 // SAFETY: as above.
 unsafe impl Sync for EventRaiser {}
@@ -228,9 +337,9 @@ unsafe impl Sync for EventRaiser {}
 impl EventRaiser {
     /// Raises an event. Sleeps.
     pub fn raise(&self) {
-        // SAFETY: `ti` is live (type invariant); process context is the
-        // caller's contract.
-        unsafe { bindings::fracture_table_event(self.ti.as_ptr()) };
+        // SAFETY: the target is live while the handle is (type doc);
+        // process context is the caller's contract.
+        unsafe { bindings::fracture_table_event(self.target.ti().as_ptr()) };
     }
 }
 

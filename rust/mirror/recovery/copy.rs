@@ -42,7 +42,7 @@ pub(super) struct InFlight {
     source: u32,
 }
 
-impl<'a> Worker<'a> {
+impl<'a> Worker<'a, '_> {
     /// Ends the copies that completed: flushes the legs written, clears the
     /// bits, commits. Returns whether a leg changed state.
     pub(super) fn reap(&mut self) -> bool {

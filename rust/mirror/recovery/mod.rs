@@ -156,9 +156,9 @@ impl Recovery {
 }
 
 /// The recovery thread's working state.
-struct Worker<'a> {
+struct Worker<'a, 'k> {
     r: &'a Recovery,
-    kc: Kcopyd<'a, Job>,
+    kc: &'k Kcopyd<'a, Job>,
     busy: [Option<InFlight>; COPY_SLOTS],
     cursor: u64,
     cleared_this_pass: u64,
@@ -175,10 +175,8 @@ struct Worker<'a> {
 
 /// The thread function.
 pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
-    let Some(waker) = ctx.waker() else {
-        return;
-    };
-    let kc = KVec::with_capacity(COPY_SLOTS, GFP_KERNEL)
+    let waker = ctx.waker();
+    let jobs = KVec::with_capacity(COPY_SLOTS, GFP_KERNEL)
         .map_err(Error::from)
         .and_then(|mut jobs| {
             for _ in 0..COPY_SLOTS {
@@ -187,45 +185,47 @@ pub(crate) fn recovery_thread(r: &Recovery, ctx: &ThreadCtx) {
                         done: AtomicBool::new(false),
                         read_failed: AtomicBool::new(false),
                         write_failed: AtomicU64::new(0),
-                        waker,
+                        waker: waker.clone(),
                     },
                     GFP_KERNEL,
                 )?;
             }
-            Kcopyd::new(jobs)
+            Ok(jobs)
         });
-    let (kc, probe_buf) = match (kc, Block::new()) {
-        (Ok(kc), Ok(b)) => (kc, b),
-        _ => {
-            crate::dm_err!("recovery thread: out of memory; recovery is disabled for this table");
-            // Still honour suspend, so that it does not hang.
-            while !ctx.should_stop() {
-                if r.paused.load(Ordering::SeqCst) {
-                    park(r, ctx);
-                } else {
-                    ctx.wait(None, || r.paused.load(Ordering::SeqCst));
-                }
+    // The kcopyd client lives for the scope: its end waits for every
+    // callback, so no job or waker is used after this function returns.
+    let ran = match (jobs, Block::new()) {
+        (Ok(jobs), Ok(probe_buf)) => Kcopyd::scope(jobs, |kc| {
+            let now = now_ns();
+            let mut w = Worker {
+                r,
+                kc,
+                busy: [None; COPY_SLOTS],
+                cursor: 0,
+                cleared_this_pass: 0,
+                limiter: RateLimit::new(r.rate.load(Ordering::Relaxed), now),
+                last_host_writes: 0,
+                next_probe_ns: now.saturating_add(u64::from(r.probe_ms) * 1_000_000),
+                probe_buf,
+                primary: r.mirror.primary(),
+                verify: None,
+            };
+            w.run(ctx);
+        })
+        .is_ok(),
+        _ => false,
+    };
+    if !ran {
+        crate::dm_err!("recovery thread: out of memory; recovery is disabled for this table");
+        // Still honour suspend, so that it does not hang.
+        while !ctx.should_stop() {
+            if r.paused.load(Ordering::SeqCst) {
+                park(r, ctx);
+            } else {
+                ctx.wait(None, || r.paused.load(Ordering::SeqCst));
             }
-            return;
         }
-    };
-    let now = now_ns();
-    let mut w = Worker {
-        r,
-        kc,
-        busy: [None; COPY_SLOTS],
-        cursor: 0,
-        cleared_this_pass: 0,
-        limiter: RateLimit::new(r.rate.load(Ordering::Relaxed), now),
-        last_host_writes: 0,
-        next_probe_ns: now.saturating_add(u64::from(r.probe_ms) * 1_000_000),
-        probe_buf,
-        primary: r.mirror.primary(),
-        verify: None,
-    };
-    w.run(ctx);
-    // Dropping `w` destroys the kcopyd client, which waits for every
-    // callback: no job or waker is used after this function returns.
+    }
 }
 
 /// Tells `pause` that the thread is parked, waits for the next `unpause`
@@ -240,7 +240,7 @@ fn park(r: &Recovery, ctx: &ThreadCtx) {
     ctx.wait(None, || r.resumes.load(Ordering::SeqCst) != seen);
 }
 
-impl<'a> Worker<'a> {
+impl Worker<'_, '_> {
     fn in_flight(&self) -> usize {
         self.busy.iter().filter(|b| b.is_some()).count()
     }

@@ -9,7 +9,7 @@ use crate::mirror::legmask::legs_of;
 use crate::mirror::legs::late_legs;
 use core::sync::atomic::Ordering;
 
-impl Worker<'_> {
+impl Worker<'_, '_> {
     /// Probes the legs fractured by a failure if it is time to: a read of
     /// one block and a write of the same data back. A leg that takes both
     /// starts recovery. Returns whether one did.

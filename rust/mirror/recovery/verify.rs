@@ -161,7 +161,7 @@ pub(super) struct VerifyRun {
     theirs: Block,
 }
 
-impl<'a> Worker<'a> {
+impl<'a> Worker<'a, '_> {
     /// Does one step of a running `verify`: compares one region of the
     /// legs with the primary's. Returns how long to sleep at most before
     /// the next step (`None`: no verify running).
