@@ -97,6 +97,21 @@ impl MirrorState {
         f.changed
     }
 
+    /// Secondary `leg`, just split (see [`MirrorState::fracture_locked`]),
+    /// did not complete the flush that ends its in-sync life within
+    /// `io_timeout`: what it acknowledged may not be durable. The intent
+    /// bits cover every such write (none is cleared while the split is
+    /// settled: [`MirrorState::hold_settle`]); without them (`nointent`)
+    /// every region is marked. The caller commits.
+    pub(crate) fn split_not_flushed(&self, leg: u32) {
+        let mut st = self.meta.lock();
+        if self.no_intent {
+            self.fill_leg_locked(&mut st, leg);
+        } else {
+            self.or_intent_into(&mut st, leg);
+        }
+    }
+
     /// Fractures the legs recorded by [`MirrorState::note_failed`]. A failed
     /// flush may have lost any earlier write, so the whole leg is marked
     /// out of sync (the safe direction). Returns whether a leg changed.
@@ -236,7 +251,8 @@ impl MirrorState {
     }
 
     /// Splits secondary `leg` (in sync or recovering) on purpose. The
-    /// caller commits.
+    /// caller holds [`MirrorState::hold_settle`], calls
+    /// `legs::finish_split` for the leg, and commits.
     pub(crate) fn fracture(&self, leg: u32) -> Result<(), Refused> {
         let mut st = self.meta.lock();
         if leg == st.sb.primary_leg {
@@ -254,9 +270,17 @@ impl MirrorState {
     /// gets no more writes and its writes are logged. An in-sync leg leaves
     /// the in-sync set: the array event count moves on and the legs still in
     /// sync take the new generation. A recovering leg keeps its bits and
-    /// its copies clear nothing. Either way the regions set in the intent
-    /// bitmap are set in its fracture bitmap. Returns whether the state
-    /// changed.
+    /// its copies clear nothing. Returns whether the state changed.
+    ///
+    /// A leg fractured by a failure gets the regions set in the intent
+    /// bitmap in its fracture bitmap: it may have acknowledged writes it
+    /// did not make durable (its flush failed, or cannot be tried), and
+    /// those bits cover every such write. A leg split on request does not:
+    /// the caller holds [`MirrorState::hold_settle`] since before this
+    /// call and, once it returned, calls `legs::finish_split`, which marks
+    /// exactly the regions with writes in flight and flushes the leg (and
+    /// falls back to the intent bits, or every region, if the flush does
+    /// not work).
     pub(super) fn fracture_locked(&self, st: &mut MetaState, leg: u32, split: bool) -> bool {
         // Before anything else: no read may go to it from now on.
         self.readable.fetch_and(!(1 << leg), Ordering::SeqCst);
@@ -265,9 +289,11 @@ impl MirrorState {
             LegState::Recovering => self.void_copies(st, leg),
             LegState::Fractured | LegState::Failed => return false,
         }
-        // Writes the leg took may still be in flight, or in its volatile
-        // cache (not flushed yet): the intent bits cover both.
-        self.or_intent_into(st, leg);
+        if !split {
+            // Writes the leg took may still be in flight, or in its
+            // volatile cache (not flushed yet): the intent bits cover both.
+            self.or_intent_into(st, leg);
+        }
         let rec = st.sb.leg_mut(leg);
         rec.state = LegState::Fractured;
         rec.split = split;
