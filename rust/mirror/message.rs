@@ -63,6 +63,8 @@ impl Fracture {
                         );
                         return Err(EINVAL);
                     }
+                    // Only `primary` refuses a late leg.
+                    Err(Refused::Late) => return Err(EBUSY),
                 }
                 // What the leg acknowledged so far must survive its power
                 // loss (the host's later flushes no longer reach it); the
@@ -100,6 +102,8 @@ impl Fracture {
                     crate::dm_err!("leg {} is already in sync", leg);
                     Err(EINVAL)
                 }
+                // Only `primary` refuses a late leg.
+                Err(Refused::Late) => Err(EBUSY),
                 Ok(changed) => {
                     if changed {
                         self.commit_change(leg, "rejoined")?;
@@ -149,6 +153,8 @@ impl Fracture {
                     let state = match r {
                         Refused::State(s) => s.name(),
                         Refused::Primary => "the primary",
+                        // Refused above already, unless it just timed out.
+                        Refused::Late => "waiting for late I/O",
                     };
                     crate::dm_err!(
                         "cannot make leg {} the primary: it is {}, not in sync with every acknowledged write",

@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn a_split_misses_no_write_in_flight() {
         const N: u64 = 3000;
-        for round in 0..20u64 {
+        for round in 0..8u64 {
             let t = tracker(N);
             let split = AtomicBool::new(false);
             let clock = AtomicU64::new(1);

@@ -52,7 +52,7 @@ pub(crate) use copies::VerifyMark;
 pub(crate) use legstate::Refused;
 
 use super::Fracture;
-use crate::dm::device::Dev;
+use crate::dm::device::{Dev, DevT};
 use crate::dm::held::BioStack;
 use crate::dm::io::{Block, IoClient};
 use crate::dm::target::EventRaiser;
@@ -207,6 +207,8 @@ pub(crate) struct MirrorState {
     /// undefined on every leg (and a leg may not support discard), so
     /// `verify` does not compare them.
     discarded: KVVec<AtomicU64>,
+    /// The legs' devices, for their late I/O (see [`MirrorState::late_legs`]).
+    leg_devts: KVec<DevT>,
     layout: Layout,
     geometry: Geometry,
     nr_legs: u32,
