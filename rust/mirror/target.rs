@@ -310,6 +310,8 @@ impl Target for Fracture {
         // Until the next resume, nothing is cleared: a table replacing this
         // one owns the metadata from its first resume.
         self.mirror.set_active(false);
+        // What was discarded stays undefined under the next table too.
+        self.mirror.leave_discards();
     }
 
     fn presuspend_undo(&self) {
@@ -332,6 +334,9 @@ impl Target for Fracture {
             );
             return Err(EIO);
         }
+        // Regions an earlier table (or this one, before its suspend)
+        // discarded.
+        self.mirror.take_discards();
         // Resuming with the legs present retries the failed ones.
         let late = late_legs(&self.legs);
         let legs = self.mirror.rejoin_failed(late);

@@ -203,9 +203,11 @@ pub(crate) struct MirrorState {
     verify_region: AtomicU64,
     /// A host write of `verify_region` started during the comparison.
     verify_raced: AtomicBool,
-    /// Regions discarded since the table was loaded: their contents are
-    /// undefined on every leg (and a leg may not support discard), so
-    /// `verify` does not compare them.
+    /// Regions discarded since the device was activated (handed from table
+    /// to table across reloads: `leave_discards`, `take_discards`): their
+    /// contents are undefined on every leg (and a leg may not support
+    /// discard), so reads of them go to the primary and `verify` does not
+    /// compare them.
     discarded: KVVec<AtomicU64>,
     /// The legs' devices, for their late I/O (see [`MirrorState::late_legs`]).
     leg_devts: KVec<DevT>,
