@@ -411,8 +411,15 @@ impl MirrorState {
     /// for a mirror activated with no known-current leg (`no_source`),
     /// which only `primary <leg>` or a new table resolves.
     pub(crate) fn primary_repaired(&self) -> bool {
-        let _st = self.meta.lock();
-        !self.no_source.load(Ordering::SeqCst) && self.primary_failed.swap(false, Ordering::AcqRel)
+        let st = self.meta.lock();
+        let repaired = !self.no_source.load(Ordering::SeqCst)
+            && self.primary_failed.swap(false, Ordering::AcqRel);
+        if repaired {
+            // It may serve read retries again (its failure cleared the bit).
+            self.readable
+                .fetch_or(1 << st.sb.primary_leg, Ordering::SeqCst);
+        }
+        repaired
     }
 
     /// Resume with the legs present: every secondary fractured by a failure
