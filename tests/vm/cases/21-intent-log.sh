@@ -96,9 +96,10 @@ dmsetup create d2 --table "0 $L delay /dev/ram2 0 0 /dev/ram2 0 1000"
 create il "0 $L fracture /dev/mapper/m $R 2 /dev/ram1 /dev/mapper/d2 3 nosync intent_delay 60000"
 w il 128 8            # region 1: marked, done
 w il 1152 8 &         # region 9: in flight on leg 1 for a second
+inflight=$!
 sleep 0.5
 dmsetup message il 0 fracture 1
-wait
+wait "$inflight"      # (not a bare wait: the Python helper runs in the background too)
 regions=$(logged_regions /dev/mapper/m 1)
 # 9 and the regions sharing its in-flight counter (none of 1024); not 1.
 assert_eq "9" "$regions" "leg 1's log: the write in flight at the split"
