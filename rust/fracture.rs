@@ -37,13 +37,19 @@ module! {
 }
 
 struct DmFracture {
+    /// First: unregistered before the registry below goes.
     _target: dm::target::Registration<mirror::Fracture>,
+    /// What a table hands on to the next across a reload.
+    _carry: dm::carry::CarryRegistration,
 }
 
 impl kernel::Module for DmFracture {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        // The registry before the target: a table may use it at once.
+        let carry = dm::carry::CarryRegistration::new()?;
         Ok(Self {
             _target: dm::target::Registration::new(module)?,
+            _carry: carry,
         })
     }
 }

@@ -50,6 +50,21 @@ impl<T: Target> PerBio<T> {
     }
 }
 
+/// The target-relative first sector of `bio`, of a target starting at
+/// `begin`. Only a bio with a range lies inside the target: dm core hands
+/// an empty flush to every target of the table with the sector of the bio
+/// it came from (0, or anything), which for a target that is not the
+/// first of its table is usually before `begin`. Such a bio has no
+/// position: 0 (its clones are sent at sector 0, as dm-linear leaves an
+/// empty flush's sector alone).
+pub(super) fn target_sector(bio: &bindings::bio, begin: u64) -> u64 {
+    if bio.bi_iter.bi_size == 0 {
+        return 0;
+    }
+    // Inside the target: dm core splits bios at target boundaries.
+    bio.bi_iter.bi_sector.saturating_sub(begin)
+}
+
 /// Size of the per-bio data of target `T`, as given to dm core.
 pub(super) const fn per_bio_size<T: Target>() -> usize {
     core::mem::size_of::<PerBio<T>>()
@@ -96,11 +111,13 @@ impl<T: Target> MapBio<'_, T> {
         unsafe { self.bio.as_ref() }
     }
 
-    /// First sector, relative to the start of the target.
+    /// First sector, relative to the start of the target, of a bio with
+    /// a range (data, discard, write-zeroes); 0 for one without (an empty
+    /// flush: see [`target_sector`]).
     pub fn sector(&self) -> u64 {
         // SAFETY: `ti` is live while its bios are mapped.
         let begin = unsafe { self.ti.as_ref().begin };
-        self.bio().bi_iter.bi_sector - begin
+        target_sector(self.bio(), begin)
     }
 
     /// Length in sectors.

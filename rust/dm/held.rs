@@ -6,7 +6,7 @@
 
 use super::bindings;
 use super::bio::{BioKind, BlkStatus, FanTarget};
-use super::fanout::{end_bio, fan_out_raw, per_bio_of, PerBio, RcuReadGuard};
+use super::fanout::{end_bio, fan_out_raw, per_bio_of, target_sector, PerBio, RcuReadGuard};
 use super::kthread::{ProcessCtx, Waker};
 use super::target::Target;
 use core::marker::PhantomData;
@@ -43,10 +43,12 @@ impl<T: Target> HeldBio<T> {
     /// held bio itself is either never submitted (only clones are) or was
     /// restored after a failed remap (see [`MapBio::remap_retryable`]), so
     /// its position is the one it was mapped at.
+    /// 0 for a bio without a range (an empty flush; see
+    /// [`target_sector`]).
     pub fn sector(&self) -> u64 {
         // SAFETY: the bio and its per-bio data are live until ended; `ti`
         // outlives its bios.
-        unsafe { (*self.bio.as_ptr()).bi_iter.bi_sector - (*self.data.as_ref().ti).begin }
+        unsafe { target_sector(&*self.bio.as_ptr(), (*self.data.as_ref().ti).begin) }
     }
 
     /// Length in sectors.

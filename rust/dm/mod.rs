@@ -10,6 +10,7 @@
 
 pub mod bindings;
 pub mod bio;
+pub mod carry;
 pub mod device;
 pub mod fanout;
 pub mod held;

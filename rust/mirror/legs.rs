@@ -197,6 +197,47 @@ pub(super) fn flush_legs(mirror: &MirrorState, legs: &[Leg]) -> Result {
     result
 }
 
+/// Ends the in-sync life of the secondaries in `split`, just split on
+/// request (the `fracture` message, `verify`), with
+/// [`MirrorState::hold_settle`] held since before the split. Their bitmaps
+/// get exactly what they may miss: the regions written from the split on
+/// (logged by the writes themselves), and those with writes in flight at
+/// the split ([`MirrorState::mark_in_flight`], which says why none is
+/// missed; a superset by bucket hashing), marked here before the legs are
+/// flushed, so that what they acknowledged before is durable. A leg whose
+/// flush fails gets every region marked (a failed flush may have lost any
+/// earlier write); one whose flush does not complete within `io_timeout`
+/// gets the intent bits (which cover every write it may not have made
+/// durable; every region with `nointent`). The caller commits. Sleeps.
+pub(super) fn finish_split(mirror: &MirrorState, legs: &[Leg], split: u32) {
+    mirror.mark_in_flight(split);
+    for (i, leg) in legs_in(legs, split) {
+        match leg.flush() {
+            Outcome::Ok => {}
+            Outcome::TimedOut => {
+                crate::dm_warn!(
+                    "leg {} did not complete the flush that ends its in-sync life within io_timeout: its recent writes may not be durable ({} marked)",
+                    i,
+                    if mirror.no_intent() {
+                        "every region"
+                    } else {
+                        "the write-intent regions"
+                    }
+                );
+                mirror.split_not_flushed(i);
+            }
+            Outcome::Failed => {
+                crate::dm_warn!(
+                    "leg {} failed the flush that ends its in-sync life: every region marked out of sync",
+                    i
+                );
+                mirror.note_failed(1 << i);
+            }
+        }
+    }
+    mirror.fracture_noted();
+}
+
 /// `nointent`: legs fractured by a failure are flushed before the failure
 /// is committed, so that what they acknowledged before is durable (the
 /// intent bits that would cover it otherwise are not kept). A leg whose

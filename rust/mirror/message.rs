@@ -4,11 +4,12 @@
 //! `recovery_rate`, `verify` (`check`, `cancel`) and `stats`.
 
 use super::legmask::all_legs;
+use super::legs::finish_split;
 use super::metadata::Refused;
 use super::recovery::VerifyRefused;
 use super::Fracture;
 use crate::dm::status::Emitter;
-use crate::dm::timed::{Outcome, TimedSet};
+use crate::dm::timed::TimedSet;
 use crate::message::Message;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,9 @@ impl Fracture {
         }
         match msg {
             Message::Fracture(leg) => {
+                // No intent bit is cleared until the split is settled (see
+                // `finish_split`).
+                let hold = self.mirror.hold_settle();
                 match self.mirror.fracture(leg) {
                     Ok(()) => {}
                     Err(Refused::Primary) => {
@@ -59,42 +63,14 @@ impl Fracture {
                         );
                         return Err(EINVAL);
                     }
+                    // Only `primary` refuses a late leg.
+                    Err(Refused::Late) => return Err(EBUSY),
                 }
                 // What the leg acknowledged so far must survive its power
-                // loss: the host's later flushes no longer reach it. If the
-                // flush fails, any earlier write may be lost: every region
-                // is marked. If it only times out, the regions with
-                // writes in flight (the intent bits) are marked already.
-                // Without the log, the regions of writes in flight (they
-                // may complete after the flush) are marked first.
-                if self.mirror.no_intent() {
-                    self.mirror.mark_in_flight(1 << leg);
-                }
-                match self.legs[leg as usize].flush() {
-                    Outcome::Ok => {}
-                    // Without an intent log nothing marks what it may not
-                    // have made durable.
-                    Outcome::TimedOut if self.mirror.no_intent() => {
-                        crate::dm_warn!(
-                            "leg {} did not complete the flush that ends its in-sync life within io_timeout (nointent): every region marked out of sync",
-                            leg
-                        );
-                        self.mirror.note_failed(1 << leg);
-                        self.mirror.fracture_noted();
-                    }
-                    Outcome::Failed => {
-                        crate::dm_warn!(
-                            "leg {} failed the flush that ends its in-sync life: every region marked out of sync",
-                            leg
-                        );
-                        self.mirror.note_failed(1 << leg);
-                        self.mirror.fracture_noted();
-                    }
-                    Outcome::TimedOut => crate::dm_warn!(
-                        "leg {} did not complete the flush that ends its in-sync life within io_timeout: its recent writes may not be durable (their regions are marked)",
-                        leg
-                    ),
-                }
+                // loss (the host's later flushes no longer reach it); the
+                // regions of writes still in flight are marked first.
+                finish_split(&self.mirror, &self.legs, 1 << leg);
+                drop(hold);
                 self.commit_change(leg, "fractured")?;
                 crate::dm_info!(
                     "leg {} ({}) fractured on request: it keeps its current contents, changes are logged",
@@ -126,6 +102,8 @@ impl Fracture {
                     crate::dm_err!("leg {} is already in sync", leg);
                     Err(EINVAL)
                 }
+                // Only `primary` refuses a late leg.
+                Err(Refused::Late) => Err(EBUSY),
                 Ok(changed) => {
                     if changed {
                         self.commit_change(leg, "rejoined")?;
@@ -175,6 +153,8 @@ impl Fracture {
                     let state = match r {
                         Refused::State(s) => s.name(),
                         Refused::Primary => "the primary",
+                        // Refused above already, unless it just timed out.
+                        Refused::Late => "waiting for late I/O",
                     };
                     crate::dm_err!(
                         "cannot make leg {} the primary: it is {}, not in sync with every acknowledged write",

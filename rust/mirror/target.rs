@@ -67,6 +67,10 @@ impl Target for Fracture {
         let mut metadata_name = KVec::new();
         metadata_name.extend_from_slice(metadata.name().as_bytes(), GFP_KERNEL)?;
         let n = legs.len() as u32;
+        let mut leg_devts = KVec::with_capacity(legs.len(), GFP_KERNEL)?;
+        for leg in legs.iter() {
+            leg_devts.push(leg.dev.devt(), GFP_KERNEL)?;
+        }
         let legs = Arc::new(legs, GFP_KERNEL)?;
         let mirror = MirrorState::open(
             metadata,
@@ -74,6 +78,7 @@ impl Target for Fracture {
             n,
             t.features.nosync,
             t.features.no_intent,
+            leg_devts,
             ti.event_raiser(),
         )?;
         let meta = Arc::new(
@@ -229,12 +234,11 @@ impl Target for Fracture {
                 return;
             }
         } else if kind.op != Op::Read {
-            // No read goes to the failed legs from now on.
-            self.mirror.not_readable(failed);
+            // Pending, and no read goes to the failed legs from now on.
             // Still counted as in flight until the thread has logged the
             // failure (and failed over): neither a copy nor an intent
             // clear may treat its regions as settled before that.
-            self.mirror.failure_seen();
+            self.mirror.write_failure_seen(failed);
         }
         pb.failed.store(failed, Ordering::Relaxed);
         if kind.op == Op::Read {
@@ -306,6 +310,8 @@ impl Target for Fracture {
         // Until the next resume, nothing is cleared: a table replacing this
         // one owns the metadata from its first resume.
         self.mirror.set_active(false);
+        // What was discarded stays undefined under the next table too.
+        self.mirror.leave_discards();
     }
 
     fn presuspend_undo(&self) {
@@ -328,6 +334,9 @@ impl Target for Fracture {
             );
             return Err(EIO);
         }
+        // Regions an earlier table (or this one, before its suspend)
+        // discarded.
+        self.mirror.take_discards();
         // Resuming with the legs present retries the failed ones.
         let late = late_legs(&self.legs);
         let legs = self.mirror.rejoin_failed(late);

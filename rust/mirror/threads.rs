@@ -6,9 +6,7 @@
 //! thread (`kfracture_rd`: sends a failed read to another leg).
 
 use super::legmask::legs_of;
-use super::legs::{
-    flush_fractured, flush_legs, late_legs, leg_targets, start_read, targets_for, Leg,
-};
+use super::legs::{flush_fractured, flush_legs, leg_targets, start_read, targets_for, Leg};
 use super::metadata::MirrorState;
 use super::Fracture;
 use crate::dm::bio::BlkStatus;
@@ -117,11 +115,10 @@ pub(super) fn metadata_thread(t: &MetaThread, ctx: &ThreadCtx) {
             }
             let failed = pb.failed.load(Ordering::Relaxed);
             if failed != 0 {
+                // A leg with late I/O never takes over: see
+                // `MirrorState::late_legs`.
                 let sent = !pb.logged.load(Ordering::Relaxed);
                 let timed_out = pb.timed_out.load(Ordering::Relaxed);
-                // A leg with late I/O may be about to be fractured (its
-                // timeout not handled yet): never the one to take over.
-                let sent = sent & !late_legs(&t.legs);
                 let f = mirror.write_failed(
                     failed,
                     timed_out,

@@ -682,12 +682,20 @@ impl Superblock {
     /// superblock) or out of sync hands over to the lowest leg that can
     /// serve, if any.
     pub fn check_primary(&mut self, dirty: u32) -> PrimaryCheck {
+        self.check_primary_barring(dirty, 0)
+    }
+
+    /// [`Superblock::check_primary`], where no leg in `barred` is chosen to
+    /// take over (the kernel bars legs with late I/O). The recorded
+    /// primary is kept if it can serve, barred or not: keeping it chooses
+    /// nothing.
+    pub fn check_primary_barring(&mut self, dirty: u32, barred: u32) -> PrimaryCheck {
         let p = self.primary_leg;
         let rec = self.leg(p);
         if dirty & (1 << p) == 0 && rec.state == LegState::InSync && rec.generation == self.event {
             return PrimaryCheck::Kept;
         }
-        match self.source_candidate(dirty | 1 << p) {
+        match self.source_candidate(dirty | barred | 1 << p) {
             Some(q) => {
                 self.primary_leg = q;
                 PrimaryCheck::Switched { from: p, to: q }
@@ -862,6 +870,41 @@ mod tests {
         s.leg_mut(2).generation = 4;
         s.commit = 42;
         s
+    }
+
+    #[test]
+    fn check_primary_never_chooses_a_barred_leg() {
+        // Three legs in sync at generation 5, primary 0 with bits set.
+        let mk = || {
+            let mut s = sb();
+            s.leg_mut(2).state = LegState::InSync;
+            s.leg_mut(2).split = false;
+            s.leg_mut(2).generation = 5;
+            s
+        };
+        let mut s = mk();
+        assert_eq!(
+            s.check_primary_barring(0b001, 0b010),
+            PrimaryCheck::Switched { from: 0, to: 2 },
+            "leg 1 barred: leg 2 takes over"
+        );
+        let mut s = mk();
+        assert_eq!(
+            s.check_primary_barring(0b001, 0b110),
+            PrimaryCheck::NoSource
+        );
+        let mut s = mk();
+        assert_eq!(
+            s.check_primary_barring(0, 0b001),
+            PrimaryCheck::Kept,
+            "a primary that can serve is kept, barred or not"
+        );
+        let mut s = mk();
+        assert_eq!(
+            s.check_primary(0b001),
+            PrimaryCheck::Switched { from: 0, to: 1 },
+            "nothing barred: the lowest"
+        );
     }
 
     #[test]

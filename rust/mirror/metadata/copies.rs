@@ -6,6 +6,7 @@
 //! loaded (not compared).
 
 use super::{CopySlot, MirrorState, NO_REGION};
+use crate::dm::carry;
 use crate::format::{bit_position, clear_bit, payload_mut, LegState};
 use crate::mirror::legmask::legs_of;
 use core::sync::atomic::Ordering;
@@ -116,7 +117,31 @@ impl MirrorState {
         }
     }
 
-    /// Whether `region` was discarded since the table was loaded.
+    /// The table is suspended (it may be replaced): the regions discarded
+    /// are left for the next table of this metadata, which takes them at
+    /// its resume ([`MirrorState::take_discards`]; `dm::carry`), so that a
+    /// reload keeps reading them from the primary and `verify` keeps
+    /// skipping them. Sleeps.
+    pub(crate) fn leave_discards(&self) {
+        let uuid = self.meta.lock().sb.uuid;
+        if !carry::leave(&uuid, &self.discarded) {
+            crate::dm_warn!(
+                "suspend: no memory to hand the discarded regions to the next table: a verify after a reload may split a leg over them"
+            );
+        }
+    }
+
+    /// Resuming: takes the regions discarded under an earlier table of this
+    /// metadata (see [`MirrorState::leave_discards`]), before any bio is
+    /// mapped. Sleeps.
+    pub(crate) fn take_discards(&self) {
+        let uuid = self.meta.lock().sb.uuid;
+        carry::take(&uuid, &self.discarded);
+    }
+
+    /// Whether `region` was discarded since the table was loaded, or under
+    /// an earlier table of the same metadata (kept across reloads, not
+    /// across a reboot).
     pub(crate) fn was_discarded(&self, region: u64) -> bool {
         self.discarded
             .get((region / 64) as usize)

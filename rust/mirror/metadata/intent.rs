@@ -10,6 +10,10 @@ use super::{MirrorState, NO_REGION};
 use crate::format::{clear_bit, payload_mut};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
+use kernel::sync::lock::{mutex::MutexBackend, Guard};
+
+/// What [`MirrorState::hold_settle`] returns.
+pub(crate) type SettleHold<'a> = Guard<'a, (), MutexBackend>;
 
 /// Why writes cannot be logged.
 pub(crate) struct MetadataFailed;
@@ -195,25 +199,48 @@ impl MirrorState {
         cleared
     }
 
-    /// `nointent`: sets, in the bitmaps of the legs in `legs` (just
-    /// fractured), every region a host write may be in flight to: such a
-    /// write may have been sent to them before, and may complete there
-    /// after a flush meant to make what they took durable (with the log,
-    /// its intent bit covers it). Conservative: a region sharing an
-    /// in-flight counter with a busy one is set too. A write counts itself
-    /// in flight before it reads which legs are fractured, so one that was
-    /// sent to these legs is seen here unless it completed. The caller
-    /// commits.
+    /// Sets, in the bitmaps of the legs in `legs` (just fractured: their
+    /// bits in `logged` are set), every region a host write may be in
+    /// flight to: such a write may have been sent to them before, and may
+    /// complete there after the flush meant to make what they took
+    /// durable. Conservative: a region sharing an in-flight counter with a
+    /// busy one is set too ([`crate::intent::IntentTracker::in_flight`]).
+    /// The caller commits.
+    ///
+    /// Why no write sent to these legs is missed. A write counts itself in
+    /// flight (`start_write`, `SeqCst`) before it reads `logged` to choose
+    /// its legs (`begin_write`: a `SeqCst` load, or a load under the state
+    /// lock the fracture set the bit under; a held write reads it again in
+    /// `log_late`, still counted), and stays counted until it completed on
+    /// every leg it was sent to (`end_write`, from `fanout_done`, or from
+    /// the metadata thread once a failure is logged). The fracture set the
+    /// legs' bits before this scan (`SeqCst`). So for a write sent to one
+    /// of them, its read of `logged` came before the fracture, hence its
+    /// count before this scan's read of its bucket: the scan sees it, or
+    /// it had already ended, i.e. completed on the leg, and the flush that
+    /// follows this scan covers it. A write whose count the scan does not
+    /// see started after the fracture and saw the bit: it was logged for
+    /// the leg, not sent.
     pub(crate) fn mark_in_flight(&self, legs: u32) {
         if legs == 0 {
             return;
         }
         // The lock per region found, not over the whole scan.
-        for r in (0..self.geometry.nr_regions()).filter(|&r| self.intent.busy(r)) {
+        for r in self.intent.in_flight() {
             let range = self.geometry.sectors_of(r);
             let mut st = self.meta.lock();
             self.set_bits(&mut st, legs, range.start, range.end - range.start);
         }
+    }
+
+    /// Holds off the clearing of intent bits ([`MirrorState::settle`] waits)
+    /// until dropped. Taken before a leg is split on request and held
+    /// until its flush settled what it gets marked: until then the leg's
+    /// acknowledged writes may sit in its volatile cache, covered by
+    /// nothing but their intent bits (settle flushes only the legs that
+    /// get writes, which the split one no longer does). Sleeps.
+    pub(crate) fn hold_settle(&self) -> SettleHold<'_> {
+        self.settle_lock.lock()
     }
 
     /// The table is running (first resume done) or not (suspended): intent

@@ -6,6 +6,7 @@
 //! and which legs a host read may go to.
 
 use super::{MetaState, MirrorState};
+use crate::dm::timed::late_ios;
 use crate::format::LegState;
 use crate::mirror::legmask::{legs_of, mask_of};
 use core::sync::atomic::Ordering;
@@ -36,13 +37,44 @@ pub(crate) enum Refused {
     Primary,
     /// Its state does not allow it.
     State(LegState),
+    /// It has late I/O (see [`MirrorState::late_legs`]).
+    Late,
 }
 
 impl MirrorState {
+    /// Legs with late I/O: timed out under `io_timeout` and not completed
+    /// by their device yet (from this table or an earlier one; see
+    /// `Leg::late`). The one rule for every path that chooses a primary (a
+    /// failover from the metadata thread, a flush timeout, a noted failure,
+    /// `primary`, activation): such a leg is never chosen, since a late
+    /// write may still land on it, and one whose timeout is not handled
+    /// yet may be about to be fractured, missing writes. Not for read
+    /// retries either (reads are not timed). Any context.
+    pub(crate) fn late_legs(&self) -> u32 {
+        mask_of(
+            self.leg_devts
+                .iter()
+                .zip(0..self.nr_legs)
+                .filter(|(d, _)| late_ios(**d) != 0)
+                .map(|(_, i)| i),
+        )
+    }
+
     /// A write or flush failed on some leg and goes to the thread (any
     /// context). Paired with [`MirrorState::failure_handled`].
     pub(crate) fn failure_seen(&self) {
         self.pending_failures.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A write or flush to the legs in `legs` failed (any context): counted
+    /// as pending ([`MirrorState::failure_seen`]) first, then no read goes
+    /// to them ([`MirrorState::not_readable`]). In this order, so that
+    /// [`MirrorState::complete_recovered`], which sets a leg readable and
+    /// then looks for a pending failure, either sees this one or has its
+    /// bit cleared after it.
+    pub(crate) fn write_failure_seen(&self, legs: u32) {
+        self.failure_seen();
+        self.not_readable(legs);
     }
 
     /// The thread handled a failure counted by [`MirrorState::failure_seen`].
@@ -54,7 +86,7 @@ impl MirrorState {
     /// current (`no_source`): copies clear nothing. A failing leg may be the
     /// primary, which the thread is about to replace; a copy read from it
     /// may miss the failed write.
-    pub(super) fn failure_pending(&self) -> bool {
+    pub(crate) fn failure_pending(&self) -> bool {
         self.pending_failures.load(Ordering::SeqCst) != 0
             || self.noted.load(Ordering::SeqCst) != 0
             || self.no_source.load(Ordering::SeqCst)
@@ -63,8 +95,9 @@ impl MirrorState {
     /// Records, from any context, that the secondaries in `legs` failed a
     /// flush or discard; the thread fractures them.
     pub(crate) fn note_failed(&self, legs: u32) {
+        // Pending first, then not readable: see `write_failure_seen`.
+        self.noted.fetch_or(legs, Ordering::SeqCst);
         self.not_readable(legs);
-        self.noted.fetch_or(legs, Ordering::AcqRel);
     }
 
     /// Writes or flushes to `legs` failed (any context): no read goes to
@@ -95,6 +128,21 @@ impl MirrorState {
             }
         }
         f.changed
+    }
+
+    /// Secondary `leg`, just split (see [`MirrorState::fracture_locked`]),
+    /// did not complete the flush that ends its in-sync life within
+    /// `io_timeout`: what it acknowledged may not be durable. The intent
+    /// bits cover every such write (none is cleared while the split is
+    /// settled: [`MirrorState::hold_settle`]); without them (`nointent`)
+    /// every region is marked. The caller commits.
+    pub(crate) fn split_not_flushed(&self, leg: u32) {
+        let mut st = self.meta.lock();
+        if self.no_intent {
+            self.fill_leg_locked(&mut st, leg);
+        } else {
+            self.or_intent_into(&mut st, leg);
+        }
     }
 
     /// Fractures the legs recorded by [`MirrorState::note_failed`]. A failed
@@ -172,8 +220,8 @@ impl MirrorState {
 
     /// The legs in `legs` failed I/O; `st` locked. The secondaries among
     /// them are fractured. If the primary is among them, the lowest in-sync
-    /// leg not in `legs | exclude` (legs that did not take the I/O) takes
-    /// over first, and the old primary is then fractured like a secondary;
+    /// leg not in `legs | exclude` (legs that did not take the I/O) and
+    /// without late I/O ([`MirrorState::late_legs`]) takes over first, and the old primary is then fractured like a secondary;
     /// copies in flight (read from it) clear nothing. If no leg can take
     /// over, the primary stays (it is still the best copy) and is marked
     /// failed. The caller logs the failed I/O for the legs in `logged`.
@@ -192,7 +240,7 @@ impl MirrorState {
             primary_lost: false,
         };
         if legs & (1 << p) != 0 {
-            if let Some(q) = st.sb.fail_over(legs | exclude) {
+            if let Some(q) = st.sb.fail_over(legs | exclude | self.late_legs()) {
                 self.primary.store(q, Ordering::SeqCst);
                 self.primary_failed.store(false, Ordering::SeqCst);
                 st.sb_seq = st.open_seq;
@@ -236,7 +284,8 @@ impl MirrorState {
     }
 
     /// Splits secondary `leg` (in sync or recovering) on purpose. The
-    /// caller commits.
+    /// caller holds [`MirrorState::hold_settle`], calls
+    /// `legs::finish_split` for the leg, and commits.
     pub(crate) fn fracture(&self, leg: u32) -> Result<(), Refused> {
         let mut st = self.meta.lock();
         if leg == st.sb.primary_leg {
@@ -254,9 +303,17 @@ impl MirrorState {
     /// gets no more writes and its writes are logged. An in-sync leg leaves
     /// the in-sync set: the array event count moves on and the legs still in
     /// sync take the new generation. A recovering leg keeps its bits and
-    /// its copies clear nothing. Either way the regions set in the intent
-    /// bitmap are set in its fracture bitmap. Returns whether the state
-    /// changed.
+    /// its copies clear nothing. Returns whether the state changed.
+    ///
+    /// A leg fractured by a failure gets the regions set in the intent
+    /// bitmap in its fracture bitmap: it may have acknowledged writes it
+    /// did not make durable (its flush failed, or cannot be tried), and
+    /// those bits cover every such write. A leg split on request does not:
+    /// the caller holds [`MirrorState::hold_settle`] since before this
+    /// call and, once it returned, calls `legs::finish_split`, which marks
+    /// exactly the regions with writes in flight and flushes the leg (and
+    /// falls back to the intent bits, or every region, if the flush does
+    /// not work).
     pub(super) fn fracture_locked(&self, st: &mut MetaState, leg: u32, split: bool) -> bool {
         // Before anything else: no read may go to it from now on.
         self.readable.fetch_and(!(1 << leg), Ordering::SeqCst);
@@ -265,9 +322,11 @@ impl MirrorState {
             LegState::Recovering => self.void_copies(st, leg),
             LegState::Fractured | LegState::Failed => return false,
         }
-        // Writes the leg took may still be in flight, or in its volatile
-        // cache (not flushed yet): the intent bits cover both.
-        self.or_intent_into(st, leg);
+        if !split {
+            // Writes the leg took may still be in flight, or in its
+            // volatile cache (not flushed yet): the intent bits cover both.
+            self.or_intent_into(st, leg);
+        }
         let rec = st.sb.leg_mut(leg);
         rec.state = LegState::Fractured;
         rec.split = split;
@@ -296,6 +355,9 @@ impl MirrorState {
             return Ok(false);
         }
         let state = st.sb.leg(leg).state;
+        if self.late_legs() & (1 << leg) != 0 {
+            return Err(Refused::Late);
+        }
         if !st.sb.switch_primary(leg) {
             return Err(Refused::State(state));
         }
@@ -349,8 +411,15 @@ impl MirrorState {
     /// for a mirror activated with no known-current leg (`no_source`),
     /// which only `primary <leg>` or a new table resolves.
     pub(crate) fn primary_repaired(&self) -> bool {
-        let _st = self.meta.lock();
-        !self.no_source.load(Ordering::SeqCst) && self.primary_failed.swap(false, Ordering::AcqRel)
+        let st = self.meta.lock();
+        let repaired = !self.no_source.load(Ordering::SeqCst)
+            && self.primary_failed.swap(false, Ordering::AcqRel);
+        if repaired {
+            // It may serve read retries again (its failure cleared the bit).
+            self.readable
+                .fetch_or(1 << st.sb.primary_leg, Ordering::SeqCst);
+        }
+        repaired
     }
 
     /// Resume with the legs present: every secondary fractured by a failure
@@ -436,12 +505,20 @@ impl MirrorState {
             {
                 continue;
             }
+            // Every region copied and no copy in flight: it holds every
+            // acknowledged write, unless a write or flush it failed is not
+            // handled yet. Readable first, then the check (a failure seen
+            // after it clears the bit again: `write_failure_seen`); with
+            // one pending, it stays recovering and is looked at again
+            // (the recovery thread polls while `failure_pending`).
+            self.readable.fetch_or(1 << leg, Ordering::SeqCst);
+            if self.failure_pending() {
+                self.readable.fetch_and(!(1 << leg), Ordering::SeqCst);
+                continue;
+            }
             st.sb.enter_sync(leg);
             st.sb_seq = st.open_seq;
             self.recovering.fetch_and(!(1 << leg), Ordering::SeqCst);
-            // Every region copied and no copy in flight: it holds every
-            // acknowledged write.
-            self.readable.fetch_or(1 << leg, Ordering::SeqCst);
             done |= 1 << leg;
         }
         done
@@ -480,9 +557,15 @@ impl MirrorState {
         legs
     }
 
-    /// A leg to retry a read on: in sync, not in `tried`.
+    /// A leg to retry a read on, not in `tried`: in sync at the current
+    /// generation, readable (a leg whose write or flush failed is not,
+    /// from the moment the failure is seen until it is in sync again, so
+    /// no failure is pending for it), without late I/O (reads are not
+    /// timed).
     pub(crate) fn read_source(&self, tried: u32) -> Option<u32> {
-        self.meta.lock().sb.source_candidate(tried)
+        let st = self.meta.lock();
+        let out = tried | !self.readable.load(Ordering::SeqCst) | self.late_legs();
+        st.sb.source_candidate(out)
     }
 
     /// In-sync secondaries among `legs` (the legs `verify` can compare).

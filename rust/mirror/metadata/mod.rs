@@ -52,7 +52,7 @@ pub(crate) use copies::VerifyMark;
 pub(crate) use legstate::Refused;
 
 use super::Fracture;
-use crate::dm::device::Dev;
+use crate::dm::device::{Dev, DevT};
 use crate::dm::held::BioStack;
 use crate::dm::io::{Block, IoClient};
 use crate::dm::target::EventRaiser;
@@ -203,10 +203,14 @@ pub(crate) struct MirrorState {
     verify_region: AtomicU64,
     /// A host write of `verify_region` started during the comparison.
     verify_raced: AtomicBool,
-    /// Regions discarded since the table was loaded: their contents are
-    /// undefined on every leg (and a leg may not support discard), so
-    /// `verify` does not compare them.
+    /// Regions discarded since the device was activated (handed from table
+    /// to table across reloads: `leave_discards`, `take_discards`): their
+    /// contents are undefined on every leg (and a leg may not support
+    /// discard), so reads of them go to the primary and `verify` does not
+    /// compare them.
     discarded: KVVec<AtomicU64>,
+    /// The legs' devices, for their late I/O (see [`MirrorState::late_legs`]).
+    leg_devts: KVec<DevT>,
     layout: Layout,
     geometry: Geometry,
     nr_legs: u32,

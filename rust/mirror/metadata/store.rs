@@ -6,7 +6,7 @@
 
 use super::COPY_SLOTS;
 use super::{CopySlot, MetaState, MirrorState, Stats, NO_REGION};
-use crate::dm::device::Dev;
+use crate::dm::device::{Dev, DevT};
 use crate::dm::held::BioStack;
 use crate::dm::io::{random_bytes, Block, IoClient};
 use crate::dm::target::{CtrError, EventRaiser};
@@ -62,6 +62,7 @@ impl MirrorState {
         nr_legs: u32,
         nosync: bool,
         no_intent: bool,
+        leg_devts: KVec<DevT>,
         events: EventRaiser,
     ) -> Result<Arc<Self>, CtrError> {
         let layout = Layout::new(nr_legs, geometry.nr_regions());
@@ -177,6 +178,7 @@ impl MirrorState {
                 verify_region: AtomicU64::new(NO_REGION),
                 verify_raced: AtomicBool::new(false),
                 discarded,
+                leg_devts,
                 layout,
                 geometry,
                 nr_legs,
@@ -268,10 +270,12 @@ impl MirrorState {
         let mut dirty = mask_of((0..self.nr_legs).filter(|&l| counts[l as usize] != 0));
         let p = sb.primary_leg;
         let rec = *sb.leg(p);
+        // Never chosen to take over (see `late_legs`).
+        let late = self.late_legs();
         if dirty & (1 << p) != 0
             && rec.state == LegState::InSync
             && rec.generation == sb.event
-            && sb.source_candidate(dirty | 1 << p).is_none()
+            && sb.source_candidate(dirty | late | 1 << p).is_none()
         {
             // A failover's bitmap writes reached the disk, its superblock
             // did not, and no other leg can serve. The primary's bits are
@@ -306,7 +310,7 @@ impl MirrorState {
                 st.sb_seq = st.open_seq;
             }
         }
-        let no_source = match sb.check_primary(dirty) {
+        let no_source = match sb.check_primary_barring(dirty, late) {
             PrimaryCheck::Kept => false,
             PrimaryCheck::Switched { from, to } => {
                 if activate {

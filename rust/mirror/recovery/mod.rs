@@ -285,6 +285,13 @@ impl Worker<'_, '_> {
                 self.r.mirror.raise_event();
             }
             let mut timeout = self.issue();
+            if self.r.mirror.recovering.load(Ordering::SeqCst) != 0
+                && self.r.mirror.failure_pending()
+            {
+                // A leg done copying is not in sync before the failure is
+                // handled (`complete_recovered`): look again soon.
+                timeout = Some(timeout.map_or(20, |t| t.min(20)));
+            }
             if let Some(ms) = self.verify_step(ctx) {
                 timeout = Some(timeout.map_or(ms, |t| t.min(ms)));
             }

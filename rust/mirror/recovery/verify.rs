@@ -10,7 +10,7 @@ use crate::dm::io::{Block, MAX_BUFFER_BYTES};
 use crate::dm::kthread::{now_ns, yield_cpu, ThreadCtx, Waker};
 use crate::format::LegState;
 use crate::mirror::legmask::{legs_of, mask_of};
-use crate::mirror::legs::{flush_fractured, late_legs};
+use crate::mirror::legs::{finish_split, late_legs};
 use crate::mirror::metadata::VerifyMark;
 use core::sync::atomic::Ordering;
 
@@ -370,6 +370,10 @@ impl<'a> Worker<'a, '_> {
         let mut split = 0;
         // Legs a check finds different for the first time.
         let mut first = 0;
+        // A leg split below is settled before intent bits may be cleared
+        // (see `finish_split`); a check splits nothing.
+        let hold = (!run.check && differ | unread != 0).then(|| mirror.hold_settle());
+        let mut stale = false;
         for leg in legs_of(differ | unread) {
             // A host write to the region of a split leg, done before the
             // comparison began, set the bit after the look above: out of
@@ -407,12 +411,24 @@ impl<'a> Worker<'a, '_> {
                 }
                 VerifyMark::LegGone => run.legs &= !(1 << leg),
                 VerifyMark::Stale => {
-                    // Looked at again at the next step (which stops the
-                    // verify if the primary changed).
-                    self.verify = Some(run);
-                    return Some(VERIFY_RETRY_MS);
+                    stale = true;
+                    break;
                 }
             }
+        }
+        if stale {
+            // A leg split above is settled all the same.
+            if split != 0 {
+                finish_split(mirror, &r.legs, split);
+                run.split |= split;
+                drop(hold);
+                let _ = mirror.commit();
+                mirror.raise_event();
+            }
+            // Looked at again at the next step (which stops the verify if
+            // the primary changed).
+            self.verify = Some(run);
+            return Some(VERIFY_RETRY_MS);
         }
         // Once per leg: a primary that lost writes makes every region it
         // lost differ, on every leg.
@@ -437,9 +453,9 @@ impl<'a> Worker<'a, '_> {
             // Like the `fracture` message: what the legs acknowledged so
             // far must survive their power loss (a leg whose flush fails
             // gets every region marked).
-            flush_fractured(mirror, &r.legs, split);
-            mirror.fracture_noted();
+            finish_split(mirror, &r.legs, split);
         }
+        drop(hold);
         run.split |= split;
         // A check marked nothing: nothing to write.
         if found != 0 && !run.check && mirror.commit().seq.is_none() {

@@ -80,14 +80,38 @@ assert_eq "400" "$(diff_regions /dev/ram1 /dev/ram2 $L $R)" "differences left (o
 dd if=/dev/ram1 of=/dev/ram2 bs=512 skip=51200 seek=51200 count=128 oflag=direct status=none
 dmsetup remove il
 
-step "a fracture takes the marked regions into the leg's log"
+step "a split takes only the regions with writes in flight, a failure the marked ones"
 create il "$(line 60000)"
 w il 128 8            # region 1, marked for a minute
 dmsetup message il 0 fracture 1
-assert_eq "1" "$(logged_regions /dev/mapper/m 1)" "leg 1's log right after the split (no write since)"
+assert_eq "" "$(logged_regions /dev/mapper/m 1)" "leg 1's log right after the split (flushed, nothing in flight)"
 w il 640 8            # region 5
-assert_eq "1 5" "$(logged_regions /dev/mapper/m 1)" "leg 1's log after a write"
+assert_eq "5" "$(logged_regions /dev/mapper/m 1)" "leg 1's log after a write"
 dmsetup message il 0 rejoin 1
 wait_health il AA 30
 legs_identical $L /dev/ram1 /dev/ram2
-dmsetup remove il m
+dmsetup remove il
+# A write in flight at the split (held 1 s by dm-delay on the leg) is marked.
+dmsetup create d2 --table "0 $L delay /dev/ram2 0 0 /dev/ram2 0 1000"
+create il "0 $L fracture /dev/mapper/m $R 2 /dev/ram1 /dev/mapper/d2 3 nosync intent_delay 60000"
+w il 128 8            # region 1: marked, done
+w il 1152 8 &         # region 9: in flight on leg 1 for a second
+inflight=$!
+sleep 0.5
+dmsetup message il 0 fracture 1
+wait "$inflight"      # (not a bare wait: the Python helper runs in the background too)
+regions=$(logged_regions /dev/mapper/m 1)
+# 9 and the regions sharing its in-flight counter (none of 1024); not 1.
+assert_eq "9" "$regions" "leg 1's log: the write in flight at the split"
+dmsetup message il 0 rejoin 1
+wait_health il AA 30
+legs_identical $L /dev/ram1 /dev/mapper/d2
+# A leg that fails a write gets the marked regions: it may hold writes it
+# acknowledged without making them durable (no flush to try).
+dmsetup suspend d2
+dmsetup load d2 --table "0 $L error"
+dmsetup resume d2
+w il 1664 8           # region 13: fails on leg 1
+assert_eq "AF" "$(health_of il)" "health after the failure"
+assert_eq "1 9 13" "$(logged_regions /dev/mapper/m 1)" "leg 1's log: the marked regions and the failed write"
+dmsetup remove il d2 m
