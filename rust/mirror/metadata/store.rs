@@ -422,34 +422,49 @@ impl MirrorState {
         while idx < per_leg {
             let n = per_chunk.min(per_leg - idx);
             let (first, kind) = self.disk_block(which, idx);
-            self.io
-                .read_part(
-                    &self.dev,
-                    first * SECTORS_PER_BLOCK,
-                    chunk,
-                    n as usize * BLOCK_BYTES,
-                )
-                .map_err(|e| {
-                    crate::dm_err!(
-                        "cannot read metadata blocks {}..{} of {} ({:?})",
-                        first,
-                        first + n - 1,
-                        self.dev.name(),
-                        e
-                    );
-                    LoadError {
-                        reason: c_str!("metadata read error"),
-                        errno: e,
-                    }
-                })?;
-            for (i, block) in chunk
-                .bytes()
-                .chunks_exact(BLOCK_BYTES)
-                .take(n as usize)
-                .enumerate()
+            let len = n as usize * BLOCK_BYTES;
+            if self
+                .io
+                .read_part(&self.dev, first * SECTORS_PER_BLOCK, chunk, len)
+                .is_ok()
             {
-                let i = i as u64;
-                count += self.load_bitmap_block(which, idx + i, first + i, kind, uuid, block)?;
+                for (i, block) in chunk
+                    .bytes()
+                    .chunks_exact(BLOCK_BYTES)
+                    .take(n as usize)
+                    .enumerate()
+                {
+                    let i = i as u64;
+                    count +=
+                        self.load_bitmap_block(which, idx + i, first + i, kind, uuid, block)?;
+                }
+            } else {
+                // Block by block, to name the one that cannot be read.
+                for i in 0..n {
+                    let nr = first + i;
+                    self.io
+                        .read_part(&self.dev, nr * SECTORS_PER_BLOCK, chunk, BLOCK_BYTES)
+                        .map_err(|e| {
+                            crate::dm_err!(
+                                "cannot read metadata block {} of {} ({:?})",
+                                nr,
+                                self.dev.name(),
+                                e
+                            );
+                            LoadError {
+                                reason: c_str!("metadata read error"),
+                                errno: e,
+                            }
+                        })?;
+                    count += self.load_bitmap_block(
+                        which,
+                        idx + i,
+                        nr,
+                        kind,
+                        uuid,
+                        &chunk.bytes()[..BLOCK_BYTES],
+                    )?;
+                }
             }
             idx += n;
         }
