@@ -200,8 +200,8 @@ impl MirrorState {
             GFP_KERNEL,
         )?;
         if let Err(e) = mirror.load(false) {
-            if formatted {
-                // What was just written did not read back: not damaged
+            if formatted && e.errno == EINVAL {
+                // What was just written read back wrong: not damaged
                 // metadata, a device that loses writes.
                 crate::dm_err!(
                     "metadata device {} did not keep what was written: the blocks just formatted read back different (see above)",
