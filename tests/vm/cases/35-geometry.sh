@@ -4,6 +4,7 @@
 # with how much memory it would need and which region size fits (never a
 # page-allocator warning); the create time of the large format is logged.
 # And a metadata device that drops writes at create time is named as such.
+# About 80 s in the debug guest (the 64 KiB format: 11 s; create 30 s).
 . "$FRACTURE_VM/lib.sh"
 modprobe dm_fracture
 
@@ -46,6 +47,10 @@ try() {
 	fi
 	t1=$(date +%s%N)
 	echo "created in $(((t1 - t0) / 1000000)) ms"
+	# `fracturectl check` (the debug build, under TCG) reads about 1 MB/s
+	# here: 2 min 16 s for the 97 MiB of 64 KiB regions. Checked at
+	# 512 KiB regions (12 MiB, 20 s), the same code at another size.
+	[ "$region" -ge 1024 ] || skip_meta_check "$meta"
 	dmesg | grep 'device-mapper: fracture:' || true
 	status_words g
 	assert_eq "2 AA 0 $regions/$regions $regions/$regions" "${st[*]:3:5}" "status after create"
