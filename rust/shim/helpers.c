@@ -258,12 +258,6 @@ void fracture_random(void *buf, size_t len)
 	get_random_bytes(buf, len);
 }
 
-/* The memory the page allocator manages, in bytes. */
-u64 fracture_totalram_bytes(void)
-{
-	return (u64)totalram_pages() << PAGE_SHIFT;
-}
-
 /* The task running this code (a kthread, for its own wakers). */
 struct task_struct *fracture_current(void)
 {
@@ -351,4 +345,10 @@ void fracture_timer_arm(struct timer_list *timer, unsigned int ms)
 void fracture_init_completion(struct completion *c)
 {
 	init_completion(c);
+}
+
+/* The memory the page allocator manages, in bytes. */
+u64 fracture_totalram_bytes(void)
+{
+	return (u64)totalram_pages() << PAGE_SHIFT;
 }

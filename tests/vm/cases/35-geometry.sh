@@ -4,7 +4,7 @@
 # with how much memory it would need and which region size fits (never a
 # page-allocator warning); the create time of the large format is logged.
 # And a metadata device that drops writes at create time is named as such.
-# About 80 s in the debug guest (the 64 KiB format: 11 s; create 30 s).
+# 132 s in the debug guest on a busy host (the 64 KiB format: 10 s; create 31 s).
 . "$FRACTURE_VM/lib.sh"
 modprobe dm_fracture
 
