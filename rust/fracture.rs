@@ -13,6 +13,8 @@ pub mod crc32c;
 pub mod format;
 #[path = "fracture-core/src/intent.rs"]
 pub mod intent;
+#[path = "fracture-core/src/memory.rs"]
+pub mod memory;
 #[path = "fracture-core/src/message.rs"]
 pub mod message;
 #[path = "fracture-core/src/rate.rs"]

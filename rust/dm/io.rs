@@ -6,19 +6,21 @@
 use super::bindings;
 use super::device::Dev;
 use core::ptr::NonNull;
+use kernel::alloc::KVVec;
 use kernel::prelude::*;
 
 /// Size of a [`Block`].
 pub const BLOCK_BYTES: usize = 4096;
 
-/// A buffer from kmalloc (so dm-io may use it as `DM_IO_KMEM`), 4 KiB
-/// unless made with [`Block::with_len`].
+/// A buffer for metadata I/O, 4 KiB unless made with [`Block::with_len`]:
+/// from kvmalloc, so a large one need not be physically contiguous (dm-io
+/// takes it as `DM_IO_KMEM` or `DM_IO_VMA`, whichever it is).
 ///
 /// Invariant: the length is a non-zero multiple of 512 bytes.
-pub struct Block(KVec<u8>);
+pub struct Block(KVVec<u8>);
 
 /// The largest [`Block::with_len`].
-pub const MAX_BUFFER_BYTES: usize = 128 * 1024;
+pub const MAX_BUFFER_BYTES: usize = 1024 * 1024;
 
 impl Block {
     /// A zeroed 4 KiB block. May sleep.
@@ -32,7 +34,7 @@ impl Block {
         if len == 0 || len % 512 != 0 || len > MAX_BUFFER_BYTES {
             return Err(EINVAL);
         }
-        Ok(Self(KVec::from_elem(0u8, len, GFP_KERNEL)?))
+        Ok(Self(KVVec::from_elem(0u8, len, GFP_KERNEL)?))
     }
 
     /// The bytes.
@@ -44,6 +46,17 @@ impl Block {
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.0
     }
+}
+
+/// What a metadata request does.
+#[derive(Clone, Copy)]
+enum IoKind {
+    Read,
+    Write,
+    /// A write with `REQ_FUA`.
+    WriteFua,
+    /// A write with `REQ_PREFLUSH` and `REQ_FUA`.
+    WriteFlushFua,
 }
 
 /// A dm-io client: private mempools for synchronous metadata I/O.
@@ -67,19 +80,17 @@ impl IoClient {
         NonNull::new(c).map(|client| Self { client }).ok_or(ENOMEM)
     }
 
-    fn io(
-        &self,
-        dev: &Dev,
-        sector: u64,
-        buf: *mut u8,
-        len: usize,
-        write: bool,
-        fua: bool,
-    ) -> Result {
-        // SAFETY: `buf` is a kmalloc'ed buffer of `len` bytes (a multiple of
-        // 512, at most `MAX_BUFFER_BYTES`) that the caller borrows for the
-        // whole (synchronous) call; the device is held open by `dev`; the
-        // client is alive.
+    fn io(&self, dev: &Dev, sector: u64, buf: *mut u8, len: usize, kind: IoKind) -> Result {
+        let (write, fua, preflush) = match kind {
+            IoKind::Read => (false, false, false),
+            IoKind::Write => (true, false, false),
+            IoKind::WriteFua => (true, true, false),
+            IoKind::WriteFlushFua => (true, true, true),
+        };
+        // SAFETY: `buf` is a kmalloc'ed or vmalloc'ed buffer of at least
+        // `len` bytes (a multiple of 512, at most `MAX_BUFFER_BYTES`) that
+        // the caller borrows for the whole (synchronous) call; the device
+        // is held open by `dev`; the client is alive.
         let r = unsafe {
             bindings::fracture_dm_io_sync(
                 self.client.as_ptr(),
@@ -89,6 +100,7 @@ impl IoClient {
                 buf.cast(),
                 write,
                 fua,
+                preflush,
             )
         };
         kernel::error::to_result(r)
@@ -97,7 +109,7 @@ impl IoClient {
     /// Reads `block.bytes().len()` bytes at `sector` of `dev`. Sleeps.
     pub fn read(&self, dev: &Dev, sector: u64, block: &mut Block) -> Result {
         let len = block.0.len();
-        self.io(dev, sector, block.0.as_mut_ptr(), len, false, false)
+        self.io(dev, sector, block.0.as_mut_ptr(), len, IoKind::Read)
     }
 
     /// Reads `len` bytes at `sector` of `dev` into the start of `block`:
@@ -107,22 +119,44 @@ impl IoClient {
         if len == 0 || len % 512 != 0 || len > block.0.len() {
             return Err(EINVAL);
         }
-        self.io(dev, sector, block.0.as_mut_ptr(), len, false, false)
+        self.io(dev, sector, block.0.as_mut_ptr(), len, IoKind::Read)
     }
 
     /// Writes the whole of `block` at `sector` of `dev`, durably before returning when
     /// `fua`. Sleeps.
     pub fn write(&self, dev: &Dev, sector: u64, block: &Block, fua: bool) -> Result {
+        let kind = if fua { IoKind::WriteFua } else { IoKind::Write };
+        self.write_with(dev, sector, block, block.0.len(), kind)
+    }
+
+    /// Writes the first `len` bytes of `block` at `sector` of `dev`, no
+    /// FUA: `len` a non-zero multiple of 512, at most the block's length
+    /// (else `EINVAL`). Sleeps.
+    pub fn write_part(&self, dev: &Dev, sector: u64, block: &Block, len: usize) -> Result {
+        if len == 0 || len % 512 != 0 || len > block.0.len() {
+            return Err(EINVAL);
+        }
+        self.write_with(dev, sector, block, len, IoKind::Write)
+    }
+
+    /// Writes the whole of `block` at `sector` of `dev` after a cache flush
+    /// and with FUA: when it returns, every write that completed before it
+    /// and this one are durable. Sleeps.
+    pub fn write_after_flush(&self, dev: &Dev, sector: u64, block: &Block) -> Result {
+        self.write_with(dev, sector, block, block.0.len(), IoKind::WriteFlushFua)
+    }
+
+    fn write_with(
+        &self,
+        dev: &Dev,
+        sector: u64,
+        block: &Block,
+        len: usize,
+        kind: IoKind,
+    ) -> Result {
         // dm-io does not write to the buffer of a write; the cast only
         // satisfies the shared read/write signature.
-        self.io(
-            dev,
-            sector,
-            block.0.as_ptr().cast_mut(),
-            block.0.len(),
-            true,
-            fua,
-        )
+        self.io(dev, sector, block.0.as_ptr().cast_mut(), len, kind)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod held;
 pub mod io;
 pub mod kcopyd;
 pub mod kthread;
+pub mod kvec;
 pub mod log;
 pub mod status;
 pub mod target;

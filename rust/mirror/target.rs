@@ -18,6 +18,7 @@ use crate::dm::held::HeldBio;
 use crate::dm::kthread::KThread;
 use crate::dm::status::{Emitter, StatusType};
 use crate::dm::target::{CtrError, DeviceVisitor, Target, TargetCtx};
+use crate::memory::{fitting_region_size, MemoryNeed};
 use crate::region::Geometry;
 use crate::table::TableArgs;
 use core::ffi::c_int;
@@ -25,6 +26,46 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::c_str;
 use kernel::prelude::*;
 use kernel::sync::Arc;
+
+/// A table's change tracking may use at most this fraction of the
+/// machine's memory (`1 / MEMORY_SHARE`): see "Memory" in the admin guide.
+const MEMORY_SHARE: u64 = 8;
+
+/// Refuses a table whose bitmaps in memory would exceed the limit (or one
+/// kvmalloc allocation), before anything is allocated, naming the region
+/// size that would fit.
+fn check_memory(geometry: &Geometry, nr_legs: u32) -> Result<(), CtrError> {
+    let limit = crate::dm::kvec::total_ram_bytes() / MEMORY_SHARE;
+    let need = MemoryNeed::of(nr_legs, geometry.nr_regions());
+    if need.fits(limit) {
+        return Ok(());
+    }
+    let region = geometry.region_sectors();
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    match fitting_region_size(geometry.len(), nr_legs, limit, region) {
+        Some(r) => crate::dm_err!(
+            "region_size {} needs {} MiB of memory for {} regions; a table may use {} MiB (1/{} of RAM): region_size {} ({} KiB) or larger fits",
+            region,
+            mib(need.total),
+            geometry.nr_regions(),
+            mib(limit),
+            MEMORY_SHARE,
+            r,
+            r / 2
+        ),
+        None => crate::dm_err!(
+            "region_size {} needs {} MiB of memory for {} regions; a table may use {} MiB (1/{} of RAM), and no region size fits",
+            region,
+            mib(need.total),
+            geometry.nr_regions(),
+            mib(limit),
+            MEMORY_SHARE
+        ),
+    }
+    Err(CtrError::inval(c_str!(
+        "region_size too small for the target's length (too much memory)"
+    )))
+}
 
 impl Target for Fracture {
     type PerBio = PerBio;
@@ -53,6 +94,7 @@ impl Target for Fracture {
             crate::dm_err!("target length is zero");
             return Err(CtrError::inval(c_str!("zero length")));
         }
+        check_memory(&geometry, t.legs().len() as u32)?;
         let (metadata, legs) = open_devices(ti, &t)?;
         if t.features.io_timeout != 0 {
             // A timed copy holds its own pages: keep bios small.

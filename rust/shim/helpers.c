@@ -5,6 +5,7 @@
 #include <linux/dm-kcopyd.h>
 #include <linux/jiffies.h>
 #include <linux/kthread.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/random.h>
 #include <linux/rcupdate.h>
@@ -209,11 +210,14 @@ struct dm_io_client *fracture_dm_io_client_create(void)
 
 /*
  * Synchronous metadata I/O of @sectors sectors at @sector through dm-io,
- * from/to kmalloc'ed @buf. Writes carry REQ_FUA when @fua. Sleeps.
+ * from/to @buf: kmalloc'ed, or vmalloc'ed (kvmalloc falls back to it for a
+ * large buffer). Writes carry REQ_FUA when @fua, and REQ_PREFLUSH when
+ * @preflush (every write completed before is durable before this one).
+ * Sleeps.
  */
 int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
 			sector_t sector, unsigned int sectors, void *buf, bool write,
-			bool fua)
+			bool fua, bool preflush)
 {
 	struct dm_io_region where = {
 		.bdev = bdev,
@@ -221,16 +225,23 @@ int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
 		.count = sectors,
 	};
 	struct dm_io_request req = {
-		.bi_opf = write ? REQ_OP_WRITE | REQ_SYNC | REQ_META | (fua ? REQ_FUA : 0) :
+		.bi_opf = write ? REQ_OP_WRITE | REQ_SYNC | REQ_META | (fua ? REQ_FUA : 0) |
+					  (preflush ? REQ_PREFLUSH : 0) :
 				  REQ_OP_READ | REQ_META,
-		.mem.type = DM_IO_KMEM,
-		.mem.ptr.addr = buf,
 		.notify.fn = NULL,
 		.client = client,
 	};
 	unsigned long error_bits = 0;
-	int r = dm_io(&req, 1, &where, &error_bits, IOPRIO_DEFAULT);
+	int r;
 
+	if (is_vmalloc_addr(buf)) {
+		req.mem.type = DM_IO_VMA;
+		req.mem.ptr.vma = buf;
+	} else {
+		req.mem.type = DM_IO_KMEM;
+		req.mem.ptr.addr = buf;
+	}
+	r = dm_io(&req, 1, &where, &error_bits, IOPRIO_DEFAULT);
 	if (r)
 		return r;
 	return error_bits ? -EIO : 0;
@@ -322,4 +333,10 @@ void fracture_timer_arm(struct timer_list *timer, unsigned int ms)
 void fracture_init_completion(struct completion *c)
 {
 	init_completion(c);
+}
+
+/* The memory the page allocator manages, in bytes. */
+u64 fracture_totalram_bytes(void)
+{
+	return (u64)totalram_pages() << PAGE_SHIFT;
 }

@@ -68,8 +68,9 @@ unsigned long fracture_jiffies(void);
 struct dm_io_client *fracture_dm_io_client_create(void);
 int fracture_dm_io_sync(struct dm_io_client *client, struct block_device *bdev,
 			sector_t sector, unsigned int sectors, void *buf, bool write,
-			bool fua);
+			bool fua, bool preflush);
 void fracture_random(void *buf, size_t len);
+u64 fracture_totalram_bytes(void);
 
 u64 fracture_now_ns(void);
 struct dm_kcopyd_client *fracture_kcopyd_create(void);

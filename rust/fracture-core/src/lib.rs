@@ -13,6 +13,7 @@
 pub mod crc32c;
 pub mod format;
 pub mod intent;
+pub mod memory;
 pub mod message;
 pub mod rate;
 pub mod region;

@@ -6,8 +6,7 @@
 //! stamped with the open epoch and the blocks marked dirty; `store`
 //! writes them.
 
-use super::{MetaState, MirrorState};
-use crate::dm::io::Block;
+use super::{MemBlock, MetaState, MirrorState};
 use crate::format::{
     bit_position, fill, next_set_bit, payload, payload_mut, set_bit, test_bit, BITS_PER_BLOCK,
 };
@@ -30,8 +29,8 @@ impl SetBits {
 
     /// The next set bit of `block`: its number in the block, and the
     /// region it stands for (which may be past the last region).
-    pub(super) fn next_in(&mut self, block: &Block) -> Option<(usize, u64)> {
-        let found = next_set_bit(payload(block.bytes()), self.next)?;
+    pub(super) fn next_in(&mut self, block: &MemBlock) -> Option<(usize, u64)> {
+        let found = next_set_bit(payload(block), self.next)?;
         self.next = found + 1;
         Some((found, self.idx * BITS_PER_BLOCK + found as u64))
     }
@@ -54,7 +53,7 @@ impl MirrorState {
             for region in self.geometry.regions_of(sector, sectors) {
                 let (idx, bit) = bit_position(region);
                 let b = self.block_index(leg, idx);
-                if set_bit(payload_mut(st.blocks[b].bytes_mut()), bit) {
+                if set_bit(payload_mut(&mut st.blocks[b]), bit) {
                     st.counts[leg as usize] += 1;
                     st.block_seq[b] = st.open_seq;
                     st.dirty[b] = true;
@@ -73,7 +72,7 @@ impl MirrorState {
         for region in regions {
             let (idx, bit) = bit_position(region);
             let b = self.block_index(self.nr_legs, idx);
-            if set_bit(payload_mut(st.blocks[b].bytes_mut()), bit) {
+            if set_bit(payload_mut(&mut st.blocks[b]), bit) {
                 st.intent_count += 1;
                 st.block_seq[b] = st.open_seq;
                 st.dirty[b] = true;
@@ -100,7 +99,7 @@ impl MirrorState {
             let mut block_added = 0;
             let mut walk = SetBits::new(idx);
             while let Some((found, _)) = walk.next_in(&st.blocks[from]) {
-                if set_bit(payload_mut(st.blocks[to].bytes_mut()), found) {
+                if set_bit(payload_mut(&mut st.blocks[to]), found) {
                     block_added += 1;
                 }
             }
@@ -127,7 +126,7 @@ impl MirrorState {
         let nr_regions = self.geometry.nr_regions();
         for idx in 0..self.layout.bitmap_blocks() {
             let b = self.block_index(which, idx);
-            fill(payload_mut(st.blocks[b].bytes_mut()), idx, nr_regions);
+            fill(payload_mut(&mut st.blocks[b]), idx, nr_regions);
             st.block_seq[b] = st.open_seq;
             st.dirty[b] = true;
         }
@@ -140,7 +139,7 @@ impl MirrorState {
     pub(super) fn clear_bitmap(&self, st: &mut MetaState, which: u32, dirty: bool) {
         for idx in 0..self.layout.bitmap_blocks() {
             let b = self.block_index(which, idx);
-            payload_mut(st.blocks[b].bytes_mut()).fill(0);
+            payload_mut(&mut st.blocks[b]).fill(0);
             st.dirty[b] = dirty;
         }
     }
@@ -152,7 +151,7 @@ impl MirrorState {
         let st = self.meta.lock();
         st.blocks
             .get(b)
-            .is_some_and(|blk| test_bit(payload(blk.bytes()), bit))
+            .is_some_and(|blk| test_bit(payload(blk), bit))
     }
 
     /// The first region set in leg `leg`'s bitmap.
@@ -174,7 +173,7 @@ impl MirrorState {
                 let mut best: Option<usize> = None;
                 for leg in legs_of(legs) {
                     let b = self.block_index(leg, idx);
-                    if let Some(found) = next_set_bit(payload(st.blocks[b].bytes()), bit) {
+                    if let Some(found) = next_set_bit(payload(&st.blocks[b]), bit) {
                         best = Some(best.map_or(found, |x| x.min(found)));
                     }
                 }
@@ -188,10 +187,7 @@ impl MirrorState {
                     continue;
                 }
                 let which = mask_of(legs_of(legs).filter(|&leg| {
-                    test_bit(
-                        payload(st.blocks[self.block_index(leg, idx)].bytes()),
-                        found,
-                    )
+                    test_bit(payload(&st.blocks[self.block_index(leg, idx)]), found)
                 }));
                 return Some((r, which));
             }

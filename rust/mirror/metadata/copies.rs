@@ -77,7 +77,7 @@ impl MirrorState {
             let b = self.block_index(leg, idx);
             // No new epoch: clearing a bit is never waited for, and a later
             // set of it stamps the block again.
-            if clear_bit(payload_mut(st.blocks[b].bytes_mut()), bit) {
+            if clear_bit(payload_mut(&mut st.blocks[b]), bit) {
                 st.dirty[b] = true;
                 st.counts[leg as usize] -= 1;
                 cleared += 1;

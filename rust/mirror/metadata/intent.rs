@@ -182,7 +182,7 @@ impl MirrorState {
                 // set stamps the block again.
                 if r < nr_regions
                     && settled.try_clear(r)
-                    && clear_bit(payload_mut(st.blocks[b].bytes_mut()), found)
+                    && clear_bit(payload_mut(&mut st.blocks[b]), found)
                 {
                     block_cleared += 1;
                 }

@@ -54,7 +54,7 @@ pub(crate) use legstate::Refused;
 use super::Fracture;
 use crate::dm::device::{Dev, DevT};
 use crate::dm::held::BioStack;
-use crate::dm::io::{Block, IoClient};
+use crate::dm::io::{Block, IoClient, BLOCK_BYTES};
 use crate::dm::target::EventRaiser;
 use crate::format::{Layout, Superblock};
 use crate::intent::IntentTracker;
@@ -67,7 +67,11 @@ use kernel::prelude::*;
 use kernel::sync::{Mutex, SpinLock};
 
 /// The lock-free side of the write-intent log.
-type Tracker = IntentTracker<KVVec<AtomicU64>, KVec<AtomicU32>>;
+type Tracker = IntentTracker<KVVec<AtomicU64>, KVVec<AtomicU32>>;
+
+/// A bitmap block in memory: the image of its 4 KiB on disk (the header
+/// is sealed into the commit buffer when it is written).
+pub(crate) type MemBlock = [u8; BLOCK_BYTES];
 
 /// In-memory metadata, under [`MirrorState::meta`].
 pub(crate) struct MetaState {
@@ -76,11 +80,12 @@ pub(crate) struct MetaState {
     sb_seq: u64,
     /// Bitmap blocks, `layout.bitmap_blocks()` per bitmap: the fracture
     /// bitmap of leg 0, 1, ..., then the intent bitmap (the on-disk order).
-    blocks: KVec<Block>,
+    /// One array (kvmalloc), sized by the number of regions.
+    blocks: KVVec<MemBlock>,
     /// Epoch of each block's last change.
-    block_seq: KVec<u64>,
+    block_seq: KVVec<u64>,
     /// Blocks changed since they were last written.
-    dirty: KVec<bool>,
+    dirty: KVVec<bool>,
     /// Set bits per leg.
     pub(crate) counts: [u64; MAX_LEGS],
     /// Set bits in the intent bitmap.
@@ -144,6 +149,10 @@ pub(crate) struct MirrorState {
     /// Serialises commits; holds the buffer blocks are sealed and written from.
     #[pin]
     commit: Mutex<Block>,
+    /// The buffer bitmaps are read through at load, many blocks at a time
+    /// (taken under `commit`).
+    #[pin]
+    load_buf: Mutex<Block>,
     /// Last epoch durably on disk.
     committed: AtomicU64,
     /// Bit `i`: leg `i` is fractured (gets no writes, its writes are

@@ -5,21 +5,23 @@
 //! only place that reads or writes the metadata device.
 
 use super::COPY_SLOTS;
-use super::{CopySlot, MetaState, MirrorState, Stats, NO_REGION};
+use super::{CopySlot, MemBlock, MetaState, MirrorState, Stats, NO_REGION};
 use crate::dm::device::{Dev, DevT};
 use crate::dm::held::BioStack;
-use crate::dm::io::{random_bytes, Block, IoClient};
+use crate::dm::io::{random_bytes, Block, IoClient, BLOCK_BYTES};
+use crate::dm::kthread::now_ns;
+use crate::dm::kvec;
 use crate::dm::target::{CtrError, EventRaiser};
 use crate::format::{
     count_ones, format_block, is_zero, padding_clear, payload, seal, verify, BlockType, Layout,
     LegState, PrimaryCheck, Superblock, FLAG_CLEAN, SECTORS_PER_BLOCK,
 };
 use crate::intent::{words_for, IntentTracker, WRITE_BUCKETS};
+use crate::memory::LOAD_CHUNK_BYTES;
 use crate::mirror::legmask::{legs_of, mask_of};
 use crate::region::Geometry;
 use crate::table::MAX_LEGS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use kernel::alloc::KVVec;
 use kernel::c_str;
 use kernel::new_mutex;
 use kernel::new_spinlock;
@@ -78,16 +80,29 @@ impl MirrorState {
             return Err(ctr_err(c_str!("metadata device too small")));
         }
         let io = IoClient::new()?;
-        // Every fracture bitmap, then the intent bitmap.
+        // Every fracture bitmap, then the intent bitmap: arrays sized by the
+        // number of regions, from kvmalloc (the table's memory need was
+        // checked against the limit before the constructor got here).
         let nblocks = (u64::from(nr_legs + 1) * layout.bitmap_blocks()) as usize;
-        let mut blocks = KVec::with_capacity(nblocks, GFP_KERNEL)?;
-        let mut block_seq = KVec::with_capacity(nblocks, GFP_KERNEL)?;
-        let mut dirty = KVec::with_capacity(nblocks, GFP_KERNEL)?;
-        for _ in 0..nblocks {
-            blocks.push(Block::new()?, GFP_KERNEL)?;
-            block_seq.push(0, GFP_KERNEL)?;
-            dirty.push(false, GFP_KERNEL)?;
-        }
+        let no_memory = |what: &str, bytes: u64| {
+            crate::dm_err!(
+                "cannot allocate {} KiB for {} ({} regions)",
+                bytes >> 10,
+                what,
+                geometry.nr_regions()
+            );
+            CtrError {
+                reason: c_str!("out of memory for the bitmaps"),
+                errno: ENOMEM,
+            }
+        };
+        let blocks = kvec::zeroed::<MemBlock>(nblocks)
+            .map_err(|_| no_memory("the bitmaps", nblocks as u64 * BLOCK_BYTES as u64))?;
+        let block_seq = kvec::zeroed::<u64>(nblocks)
+            .map_err(|_| no_memory("the bitmap epochs", nblocks as u64 * 8))?;
+        let dirty = kvec::zeroed::<bool>(nblocks)
+            .map_err(|_| no_memory("the bitmap flags", nblocks as u64))?;
+        let load_buf = Block::with_len(load_chunk(&layout))?;
         let mut buf = Block::new()?;
         io.read(&dev, 0, &mut buf).map_err(|e| {
             crate::dm_err!("cannot read the superblock of {} ({:?})", dev.name(), e);
@@ -99,14 +114,17 @@ impl MirrorState {
         let mut uuid = [0u8; 16];
         random_bytes(&mut uuid);
         let mut sb = Superblock::new(uuid, &geometry, nr_legs);
-        if is_zero(buf.bytes()) {
+        let formatted = is_zero(buf.bytes());
+        if formatted {
             if !nosync {
                 sb.start_initial_sync();
             }
-            format(&io, &dev, &layout, &sb, &mut buf)?;
+            let ms = format(&io, &dev, &layout, &sb, &mut buf)?;
             crate::dm_info!(
-                "formatted metadata device {}: {} regions of {} sectors, {} legs{}",
+                "formatted metadata device {} in {}.{:03} s: {} regions of {} sectors, {} legs{}",
                 dev.name(),
+                ms / 1000,
+                ms % 1000,
                 geometry.nr_regions(),
                 geometry.region_sectors(),
                 nr_legs,
@@ -130,17 +148,11 @@ impl MirrorState {
             recovered: 0,
         };
         let words = words_for(geometry.nr_regions());
-        let bitmap = || -> Result<KVVec<AtomicU64>> {
-            let mut v = KVVec::with_capacity(words, GFP_KERNEL)?;
-            for _ in 0..words {
-                v.push(AtomicU64::new(0), GFP_KERNEL)?;
-            }
-            Ok(v)
+        let bitmap = || {
+            kvec::zeroed::<AtomicU64>(words)
+                .map_err(|_| no_memory("the write-intent tracker", words as u64 * 8))
         };
-        let mut buckets = KVec::with_capacity(WRITE_BUCKETS, GFP_KERNEL)?;
-        for _ in 0..WRITE_BUCKETS {
-            buckets.push(AtomicU32::new(0), GFP_KERNEL)?;
-        }
+        let buckets = kvec::zeroed::<AtomicU32>(WRITE_BUCKETS)?;
         let intent = IntentTracker::new(
             bitmap()?,
             bitmap()?,
@@ -154,6 +166,7 @@ impl MirrorState {
             pin_init!(Self {
                 meta <- new_spinlock!(state, "fracture_meta"),
                 commit <- new_mutex!(buf, "fracture_commit"),
+                load_buf <- new_mutex!(load_buf, "fracture_load"),
                 committed: AtomicU64::new(0),
                 logged: AtomicU32::new(0),
                 recovering: AtomicU32::new(0),
@@ -188,7 +201,17 @@ impl MirrorState {
             }),
             GFP_KERNEL,
         )?;
-        mirror.load(false)?;
+        if let Err(e) = mirror.load(false) {
+            if formatted && e.errno == EINVAL {
+                // What was just written read back wrong: not damaged
+                // metadata, a device that loses writes.
+                crate::dm_err!(
+                    "metadata device {} did not keep what was written: the blocks just formatted read back different (see above)",
+                    mirror.dev.name()
+                );
+            }
+            return Err(e.into());
+        }
         Ok(mirror)
     }
 
@@ -232,20 +255,20 @@ impl MirrorState {
                 errno: EINVAL,
             });
         }
-        let per_leg = self.layout.bitmap_blocks();
         let mut counts = [0u64; MAX_LEGS];
+        let mut chunk = self.load_buf.lock();
         for leg in 0..self.nr_legs {
-            for idx in 0..per_leg {
-                counts[leg as usize] += self.load_bitmap_block(leg, idx, &sb.uuid, &mut buf)?;
-            }
+            counts[leg as usize] = self.load_bitmap(leg, &sb.uuid, &mut chunk)?;
         }
         // The intent bitmap only at activation: at construction an older
         // table may still be rewriting it (a torn read would refuse a good
         // device) and its bits are not ours yet.
-        let mut intent_count = 0;
-        for idx in (0..per_leg).filter(|_| activate) {
-            intent_count += self.load_bitmap_block(self.nr_legs, idx, &sb.uuid, &mut buf)?;
-        }
+        let mut intent_count = if activate {
+            self.load_bitmap(self.nr_legs, &sb.uuid, &mut chunk)?
+        } else {
+            0
+        };
+        drop(chunk);
         let mut st = self.meta.lock();
         if !activate {
             self.clear_bitmap(&mut st, self.nr_legs, false);
@@ -386,19 +409,96 @@ impl MirrorState {
         }
     }
 
-    /// Reads and checks block `idx` of bitmap `which` (a leg's fracture
-    /// bitmap, or `nr_legs` for the intent bitmap) through `buf` into its
-    /// place in memory, clean. Returns its set bits.
+    /// Reads and checks bitmap `which` (a leg's fracture bitmap, or
+    /// `nr_legs` for the intent bitmap) through `chunk`, as many blocks per
+    /// read as it holds (a bitmap's blocks are contiguous on disk), into
+    /// its place in memory, clean. Returns its set bits.
+    fn load_bitmap(
+        &self,
+        which: u32,
+        uuid: &[u8; 16],
+        chunk: &mut Block,
+    ) -> Result<u64, LoadError> {
+        let per_leg = self.layout.bitmap_blocks();
+        let per_chunk = (chunk.bytes().len() / BLOCK_BYTES).max(1) as u64;
+        let mut count = 0;
+        let mut idx = 0;
+        while idx < per_leg {
+            let n = per_chunk.min(per_leg - idx);
+            let (first, kind) = self.disk_block(which, idx);
+            let len = n as usize * BLOCK_BYTES;
+            if self
+                .io
+                .read_part(&self.dev, first * SECTORS_PER_BLOCK, chunk, len)
+                .is_ok()
+            {
+                for (i, block) in chunk
+                    .bytes()
+                    .chunks_exact(BLOCK_BYTES)
+                    .take(n as usize)
+                    .enumerate()
+                {
+                    let i = i as u64;
+                    count +=
+                        self.load_bitmap_block(which, idx + i, first + i, kind, uuid, block)?;
+                }
+            } else {
+                // Block by block, to name the one that cannot be read.
+                for i in 0..n {
+                    let nr = first + i;
+                    self.io
+                        .read_part(&self.dev, nr * SECTORS_PER_BLOCK, chunk, BLOCK_BYTES)
+                        .map_err(|e| {
+                            crate::dm_err!(
+                                "cannot read metadata block {} of {} ({:?})",
+                                nr,
+                                self.dev.name(),
+                                e
+                            );
+                            LoadError {
+                                reason: c_str!("metadata read error"),
+                                errno: e,
+                            }
+                        })?;
+                    count += self.load_bitmap_block(
+                        which,
+                        idx + i,
+                        nr,
+                        kind,
+                        uuid,
+                        &chunk.bytes()[..BLOCK_BYTES],
+                    )?;
+                }
+            }
+            idx += n;
+        }
+        Ok(count)
+    }
+
+    /// Checks `block`, block `idx` of bitmap `which` read from block `nr`
+    /// of type `kind`, and puts it in its place in memory, clean. Returns
+    /// its set bits.
     fn load_bitmap_block(
         &self,
         which: u32,
         idx: u64,
+        nr: u64,
+        kind: BlockType,
         uuid: &[u8; 16],
-        buf: &mut Block,
+        block: &[u8],
     ) -> Result<u64, LoadError> {
-        let (nr, kind) = self.disk_block(which, idx);
-        read_verified(&self.io, &self.dev, nr, kind, uuid, buf)?;
-        if !padding_clear(payload(buf.bytes()), idx, self.geometry.nr_regions()) {
+        verify(block, kind, nr, Some(uuid)).map_err(|e| {
+            crate::dm_err!(
+                "metadata device {}: {}; refusing it (fracturectl repair can rebuild it)",
+                self.dev.name(),
+                e
+            );
+            LoadError {
+                reason: c_str!("corrupt metadata"),
+                errno: EINVAL,
+            }
+        })?;
+        if !padding_clear(payload(block), idx, self.geometry.nr_regions()) {
             crate::dm_err!(
                 "metadata device {}: {} block {} has bits set past the last region; refusing it (fracturectl repair can rebuild it)",
                 self.dev.name(),
@@ -412,10 +512,10 @@ impl MirrorState {
         }
         let b = self.block_index(which, idx);
         let mut st = self.meta.lock();
-        st.blocks[b].bytes_mut().copy_from_slice(buf.bytes());
+        st.blocks[b].copy_from_slice(block);
         st.dirty[b] = false;
         st.block_seq[b] = 0;
-        Ok(count_ones(payload(buf.bytes())))
+        Ok(count_ones(payload(block)))
     }
 
     /// At activation after a crash: the intent bits go into every
@@ -500,7 +600,7 @@ impl MirrorState {
                     continue;
                 }
                 st.dirty[b] = false;
-                buf.bytes_mut().copy_from_slice(st.blocks[b].bytes());
+                buf.bytes_mut().copy_from_slice(&st.blocks[b]);
             }
             let (nr, kind) = self.disk_block((b as u64 / per_leg) as u32, b as u64 % per_leg);
             seal(buf.bytes_mut(), kind, nr, &uuid);
@@ -560,49 +660,33 @@ impl MirrorState {
     }
 }
 
-/// Reads block `nr` into `b` and checks it.
-fn read_verified(
-    io: &IoClient,
-    dev: &Dev,
-    nr: u64,
-    kind: BlockType,
-    uuid: &[u8; 16],
-    b: &mut Block,
-) -> Result<(), LoadError> {
-    io.read(dev, nr * SECTORS_PER_BLOCK, b).map_err(|e| {
-        crate::dm_err!(
-            "cannot read metadata block {} of {} ({:?})",
-            nr,
-            dev.name(),
-            e
-        );
-        LoadError {
-            reason: c_str!("metadata read error"),
-            errno: e,
-        }
-    })?;
-    verify(b.bytes(), kind, nr, Some(uuid)).map_err(|e| {
-        crate::dm_err!(
-            "metadata device {}: {}; refusing it (fracturectl repair can rebuild it)",
-            dev.name(),
-            e
-        );
-        LoadError {
-            reason: c_str!("corrupt metadata"),
-            errno: EINVAL,
-        }
-    })
+/// Bytes written or read per metadata request when formatting or loading:
+/// a bitmap's blocks are contiguous on disk, so they go in large requests
+/// rather than 4 KiB at a time.
+const CHUNK_BYTES: usize = LOAD_CHUNK_BYTES as usize;
+
+/// The loading buffer for `layout`: one bitmap at most, up to
+/// [`CHUNK_BYTES`].
+fn load_chunk(layout: &Layout) -> usize {
+    let bitmap = layout.bitmap_blocks().saturating_mul(BLOCK_BYTES as u64);
+    bitmap.min(CHUNK_BYTES as u64) as usize
 }
 
+/// A format taking longer than this many seconds logs its progress, at
+/// this interval.
+const PROGRESS_SECS: u64 = 5;
+
 /// Writes a new layout: the bitmaps (all set for a leg that starts
-/// recovering, else empty), then the superblock.
+/// recovering, else empty), in large requests, then the superblock after a
+/// cache flush and with FUA, which is then read back: a device that loses
+/// writes is refused as such. Returns the time it took, in milliseconds.
 fn format(
     io: &IoClient,
     dev: &Dev,
     layout: &Layout,
     sb: &Superblock,
     buf: &mut Block,
-) -> Result<(), CtrError> {
+) -> Result<u64, CtrError> {
     let err = |e: Error| {
         crate::dm_err!("cannot format metadata device {} ({:?})", dev.name(), e);
         CtrError {
@@ -610,16 +694,80 @@ fn format(
             errno: e,
         }
     };
-    for nr in 1..layout.total_blocks() {
-        // Every block number below total_blocks() is in the layout.
-        if format_block(sb, nr, buf.bytes_mut()).is_none() {
-            return Err(err(EINVAL));
-        }
-        io.write(dev, nr * SECTORS_PER_BLOCK, buf, true)
-            .map_err(err)?;
+    let total = layout.total_blocks();
+    let start = now_ns();
+    let big = total * BLOCK_BYTES as u64 >= BIG_FORMAT_BYTES;
+    if big {
+        crate::dm_info!(
+            "formatting metadata device {}: {} MiB ({} blocks)",
+            dev.name(),
+            (total * BLOCK_BYTES as u64) >> 20,
+            total
+        );
     }
-    // The superblock last and with FUA: before it is durable, the device
-    // is still "all zero" at block 0 and would be formatted again.
+    let len = (total * BLOCK_BYTES as u64).min(CHUNK_BYTES as u64) as usize;
+    let mut chunk = Block::with_len(len)?;
+    let per_chunk = (len / BLOCK_BYTES) as u64;
+    let mut next_report = start + PROGRESS_SECS * NSEC_PER_SEC;
+    let mut nr = 1;
+    while nr < total {
+        let n = per_chunk.min(total - nr);
+        for (i, block) in chunk
+            .bytes_mut()
+            .chunks_exact_mut(BLOCK_BYTES)
+            .take(n as usize)
+            .enumerate()
+        {
+            // Every block number below total_blocks() is in the layout.
+            if format_block(sb, nr + i as u64, block).is_none() {
+                return Err(err(EINVAL));
+            }
+        }
+        io.write_part(
+            dev,
+            nr * SECTORS_PER_BLOCK,
+            &chunk,
+            n as usize * BLOCK_BYTES,
+        )
+        .map_err(err)?;
+        nr += n;
+        let now = now_ns();
+        if now >= next_report {
+            crate::dm_info!(
+                "formatting metadata device {}: {} of {} MiB written",
+                dev.name(),
+                (nr * BLOCK_BYTES as u64) >> 20,
+                (total * BLOCK_BYTES as u64) >> 20
+            );
+            next_report = now + PROGRESS_SECS * NSEC_PER_SEC;
+        }
+    }
+    // The superblock last, after a flush of the bitmaps and with FUA:
+    // before it is durable, the device is still "all zero" at block 0 and
+    // would be formatted again.
     sb.encode(buf.bytes_mut());
-    io.write(dev, 0, buf, true).map_err(err)
+    io.write_after_flush(dev, 0, buf).map_err(err)?;
+    let mut back = Block::new()?;
+    io.read(dev, 0, &mut back).map_err(err)?;
+    if back.bytes() != buf.bytes() {
+        crate::dm_err!(
+            "metadata device {} did not keep what was written: the superblock read back right after the format {}; refusing it",
+            dev.name(),
+            if is_zero(back.bytes()) {
+                "is all zero"
+            } else {
+                "differs"
+            }
+        );
+        return Err(CtrError {
+            reason: c_str!("metadata device loses writes"),
+            errno: EIO,
+        });
+    }
+    Ok((now_ns() - start) / 1_000_000)
 }
+
+/// Formats of at least this many bytes say when they start.
+const BIG_FORMAT_BYTES: u64 = 16 << 20;
+
+const NSEC_PER_SEC: u64 = 1_000_000_000;
