@@ -47,10 +47,9 @@ try() {
 	fi
 	t1=$(date +%s%N)
 	echo "created in $(((t1 - t0) / 1000000)) ms"
-	# `fracturectl check` (the debug build, under TCG) reads about 1 MB/s
-	# here: 2 min 16 s for the 97 MiB of 64 KiB regions. Checked at
-	# 512 KiB regions (12 MiB, 20 s), the same code at another size.
-	[ "$region" -ge 1024 ] || skip_meta_check "$meta"
+	# The teardown's `fracturectl check` reads the 97 MiB of metadata of
+	# the 64 KiB regions too (the shared crate is optimised in the debug
+	# build: Cargo.toml).
 	dmesg | grep 'device-mapper: fracture:' || true
 	status_words g
 	assert_eq "2 AA 0 $regions/$regions $regions/$regions" "${st[*]:3:5}" "status after create"
