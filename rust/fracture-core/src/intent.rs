@@ -604,18 +604,19 @@ mod tests {
         let sent: Vec<AtomicU32> = (0..N).map(|_| AtomicU32::new(0)).collect();
         let last_done: Vec<AtomicU64> = (0..N).map(|_| AtomicU64::new(0)).collect();
         let clock = AtomicU64::new(1);
-        let stop = AtomicBool::new(false);
+        // Writers finished (or panicked).
+        let stop = AtomicU32::new(0);
         let cleared = AtomicU64::new(0);
         std::thread::scope(|s| {
             for w in 0..3u64 {
                 let (t, disk, lock, sent, last_done, clock, stop) =
                     (&t, &disk, &lock, &sent, &last_done, &clock, &stop);
                 s.spawn(move || {
-                    // Stops the clearer even if this thread panics.
-                    struct Done<'a>(&'a AtomicBool);
+                    // Counted even if this thread panics.
+                    struct Done<'a>(&'a AtomicU32);
                     impl Drop for Done<'_> {
                         fn drop(&mut self) {
-                            self.0.store(true, SeqCst);
+                            self.0.fetch_add(1, SeqCst);
                         }
                     }
                     let _done = Done(stop);
@@ -653,8 +654,14 @@ mod tests {
             let (t, disk, lock, sent, last_done, clock, stop, cleared) =
                 (&t, &disk, &lock, &sent, &last_done, &clock, &stop, &cleared);
             s.spawn(move || {
-                // Until the first writer is done.
-                while !stop.load(SeqCst) {
+                // While the writers run, then two passes more with none:
+                // a region idle for a whole scan period is cleared then,
+                // so every bit must be gone (no count left behind).
+                let mut after = 0;
+                while after < 2 {
+                    if stop.load(SeqCst) == 3 {
+                        after += 1;
+                    }
                     let mut scan = t.scan(false);
                     {
                         let _g = lock.lock().unwrap();
@@ -694,5 +701,11 @@ mod tests {
             cleared.load(SeqCst) > 0,
             "the clearer never cleared anything"
         );
+        for (r, d) in disk.iter().enumerate() {
+            assert!(
+                !d.load(SeqCst),
+                "region {r} still marked with every write done"
+            );
+        }
     }
 }
