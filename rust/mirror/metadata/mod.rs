@@ -44,6 +44,7 @@
 
 mod bitmap;
 mod copies;
+mod format;
 mod intent;
 mod legstate;
 mod store;
