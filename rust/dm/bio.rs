@@ -149,17 +149,10 @@ impl Drop for CloneInner {
         // A clone still in flight uses the pool: wait for it. The target
         // drops its sets when idle, so this does not wait there. Sleeps;
         // process context, like freeing the bio set itself.
-        let mut waited_ms = 0u32;
-        while self.live.load(Ordering::Acquire) != 0 {
-            if waited_ms % 10_000 == 0 {
-                crate::dm_warn!(
-                    "waiting for {} clones to complete before their bio set goes away",
-                    self.live.load(Ordering::Relaxed)
-                );
-            }
-            super::kthread::sleep_ms(10);
-            waited_ms = waited_ms.wrapping_add(10);
-        }
+        super::kthread::wait_until_zero(
+            || self.live.load(Ordering::Acquire),
+            "clones to complete before their bio set goes away",
+        );
     }
 }
 

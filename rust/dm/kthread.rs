@@ -106,6 +106,21 @@ pub fn sleep_ms(ms: u32) {
     unsafe { bindings::msleep(ms) };
 }
 
+/// Sleeps until `count()` reads zero, polling every 10 ms and warning
+/// every 10 s with the count: `waiting for <count> <what>`. For a drop that
+/// must outlive whatever still uses its object: waiting for ever is safe,
+/// returning early is not. Process context only.
+pub fn wait_until_zero(count: impl Fn() -> usize, what: &str) {
+    let mut waited_ms = 0u32;
+    while count() != 0 {
+        if waited_ms % 10_000 == 0 {
+            crate::dm_warn!("waiting for {} {}", count(), what);
+        }
+        sleep_ms(10);
+        waited_ms = waited_ms.wrapping_add(10);
+    }
+}
+
 /// Wakes a [`KThread`] from any context, including interrupts.
 ///
 /// Sound however long it is kept: it holds a reference to the thread's

@@ -32,7 +32,7 @@
 use super::bindings;
 use super::bio::BioSet;
 use super::device::{Dev, DevT};
-use super::kthread::sleep_ms;
+use super::kthread::{sleep_ms, wait_until_zero};
 use super::log::worth_logging;
 use core::ffi::c_void;
 use core::ptr::{addr_of_mut, NonNull};
@@ -210,17 +210,10 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // A late bio still uses the pools: wait for the device to complete
         // it (or fail it). Sleeps; process context (the target's dtr).
-        let mut waited_ms = 0u32;
-        while self.live.load(Ordering::Acquire) != 0 {
-            if waited_ms % 10_000 == 0 {
-                crate::dm_warn!(
-                    "waiting for {} timed-out I/Os to complete before the table goes away",
-                    self.live.load(Ordering::Relaxed)
-                );
-            }
-            sleep_ms(10);
-            waited_ms = waited_ms.wrapping_add(10);
-        }
+        wait_until_zero(
+            || self.live.load(Ordering::Acquire) as usize,
+            "timed-out I/Os to complete before the table goes away",
+        );
         // SAFETY: the pool came from `fracture_page_pool_create` and no bio
         // holds a page of it any more (`live` is zero).
         unsafe { bindings::mempool_destroy(self.pages.as_ptr()) };

@@ -173,17 +173,10 @@ impl Drop for AnchorOwner {
         // holds one). Waiting for ever is safe; returning is not (dm core
         // frees the target and its devices then). Sleeps: process context
         // (dm core's `ctr` or `dtr`).
-        let mut waited_ms = 0u32;
-        while self.anchor.handles.load(Ordering::Acquire) != 0 {
-            if waited_ms % 10_000 == 0 {
-                crate::dm_warn!(
-                    "waiting for {} device or event handles of a target being destroyed",
-                    self.anchor.handles.load(Ordering::Relaxed)
-                );
-            }
-            super::kthread::sleep_ms(10);
-            waited_ms = waited_ms.wrapping_add(10);
-        }
+        super::kthread::wait_until_zero(
+            || self.anchor.handles.load(Ordering::Acquire),
+            "device or event handles of a target being destroyed",
+        );
     }
 }
 
